@@ -1,0 +1,193 @@
+/**
+ * Ed25519 signatures (RFC 8032) through WebCrypto, with tweetnacl as the fallback
+ * for runtimes without WebCrypto Ed25519. Both give Go's crypto/ed25519 verdicts
+ * on the C2SP/CCTV edge cases (test/ed25519-vectors.test.ts checks each backend),
+ * so every party in a vault accepts exactly the same signatures.
+ *
+ * Keys: the private key is the 32-byte RFC 8032 seed; the public key is the
+ * 32-byte RFC 8032 encoding.
+ */
+import { ed25519 as nobleEd25519 } from '@noble/curves/ed25519.js';
+import nacl from 'tweetnacl';
+import { concatBytes, toHex } from '../bytes.js';
+import { E2ekvError } from '../errors.js';
+
+export const ED25519_SEED_LENGTH = 32;
+export const ED25519_PUBLIC_KEY_LENGTH = 32;
+export const ED25519_SIGNATURE_LENGTH = 64;
+
+export interface Ed25519Signer {
+  readonly publicKey: Uint8Array;
+  sign(message: Uint8Array): Promise<Uint8Array>;
+}
+
+/** One implementation of Ed25519; tests run the vectors through each. */
+export interface Ed25519Backend {
+  readonly name: 'webcrypto' | 'tweetnacl';
+  signer(seed: Uint8Array): Promise<Ed25519Signer>;
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean>;
+}
+
+/** The public key of a seed (synchronous; one scalar multiplication). */
+export function ed25519PublicKeyFromSeed(seed: Uint8Array): Uint8Array {
+  checkLength(seed, ED25519_SEED_LENGTH, 'Ed25519 seed');
+  return nacl.sign.keyPair.fromSeed(seed).publicKey;
+}
+
+export const tweetnaclEd25519: Ed25519Backend = {
+  name: 'tweetnacl',
+  signer(seed) {
+    checkLength(seed, ED25519_SEED_LENGTH, 'Ed25519 seed');
+    const pair = nacl.sign.keyPair.fromSeed(seed);
+    return Promise.resolve({
+      publicKey: pair.publicKey,
+      sign: (message) => Promise.resolve(nacl.sign.detached(message, pair.secretKey)),
+    });
+  },
+  verify(publicKey, message, signature) {
+    if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) {
+      return Promise.resolve(false);
+    }
+    return Promise.resolve(nacl.sign.detached.verify(message, signature, publicKey));
+  },
+};
+
+// RFC 8410 PKCS #8 wrapping of a raw Ed25519 seed: WebCrypto imports private
+// keys only as PKCS #8 or JWK.
+const pkcs8Prefix = Uint8Array.of(
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+);
+const algorithm = { name: 'Ed25519' } as const;
+
+// Importing a key costs about as much as a verification; replicas verify the
+// same few device keys over and over.
+const verifyKeyCache = new Map<string, CryptoKey>();
+const VERIFY_KEY_CACHE_LIMIT = 4096;
+
+async function importVerifyKey(subtle: SubtleCrypto, publicKey: Uint8Array): Promise<CryptoKey> {
+  const id = toHex(publicKey);
+  const cached = verifyKeyCache.get(id);
+  if (cached !== undefined) return cached;
+  const key = await subtle.importKey('raw', publicKey as Uint8Array<ArrayBuffer>, algorithm, false, ['verify']);
+  if (verifyKeyCache.size >= VERIFY_KEY_CACHE_LIMIT) {
+    const oldest = verifyKeyCache.keys().next().value;
+    if (oldest !== undefined) verifyKeyCache.delete(oldest);
+  }
+  verifyKeyCache.set(id, key);
+  return key;
+}
+
+function subtleOrThrow(): SubtleCrypto {
+  const subtle = globalThis.crypto?.subtle;
+  if (subtle === undefined) throw new E2ekvError('UNSUPPORTED_PLATFORM', 'WebCrypto (crypto.subtle) is not available');
+  return subtle;
+}
+
+export const webCryptoEd25519: Ed25519Backend = {
+  name: 'webcrypto',
+  async signer(seed) {
+    checkLength(seed, ED25519_SEED_LENGTH, 'Ed25519 seed');
+    const subtle = subtleOrThrow();
+    const key = await subtle.importKey(
+      'pkcs8',
+      concatBytes(pkcs8Prefix, seed) as Uint8Array<ArrayBuffer>,
+      algorithm,
+      false,
+      ['sign'],
+    );
+    const publicKey = ed25519PublicKeyFromSeed(seed);
+    return {
+      publicKey,
+      sign: async (message) => new Uint8Array(await subtle.sign(algorithm, key, message as Uint8Array<ArrayBuffer>)),
+    };
+  },
+  async verify(publicKey, message, signature) {
+    if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
+    const subtle = subtleOrThrow();
+    let key: CryptoKey;
+    try {
+      key = await importVerifyKey(subtle, publicKey);
+    } catch {
+      // A runtime may refuse to import an encoding that is not a curve point;
+      // such a key verifies nothing.
+      return false;
+    }
+    return subtle.verify(algorithm, key, signature as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
+  },
+};
+
+let chosen: Promise<Ed25519Backend> | undefined;
+
+/** WebCrypto when this runtime implements Ed25519 in it, else tweetnacl. */
+export function defaultEd25519(): Promise<Ed25519Backend> {
+  chosen ??= (async () => {
+    try {
+      const subtle = globalThis.crypto?.subtle;
+      if (subtle === undefined) return tweetnaclEd25519;
+      // The RFC 8032 test 1 public key: any valid point works as a probe.
+      const probe = Uint8Array.from([
+        0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a, 0x0e, 0xe1,
+        0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68, 0xf7, 0x07, 0x51, 0x1a,
+      ]);
+      await subtle.importKey('raw', probe, algorithm, false, ['verify']);
+      return webCryptoEd25519;
+    } catch {
+      return tweetnaclEd25519;
+    }
+  })();
+  return chosen;
+}
+
+export async function ed25519Signer(seed: Uint8Array): Promise<Ed25519Signer> {
+  return (await defaultEd25519()).signer(seed);
+}
+
+export async function ed25519Verify(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  return (await defaultEd25519()).verify(publicKey, message, signature);
+}
+
+/**
+ * Checks a public key before a device is enrolled (SPEC.md, "Identities"):
+ * 32 bytes, the canonical encoding of a point on the curve, in the prime-order
+ * subgroup (so neither small-order nor mixed-order). Keys made from a seed always
+ * pass; a key that fails was crafted, and could let one signature verify under
+ * more than one message or key.
+ */
+export function assertEnrollableEd25519Key(publicKey: Uint8Array): void {
+  if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH) {
+    throw new E2ekvError('BAD_KEY', `an Ed25519 public key is 32 bytes, got ${publicKey.length}`);
+  }
+  let point;
+  try {
+    // zip215 = false: the strict RFC 8032 decoding, which rejects y >= p and x = 0 with the sign bit set.
+    point = nobleEd25519.Point.fromBytes(publicKey, false);
+  } catch (cause) {
+    throw new E2ekvError('BAD_KEY', 'the Ed25519 public key is not the canonical encoding of a curve point', { cause });
+  }
+  if (point.isSmallOrder()) throw new E2ekvError('BAD_KEY', 'the Ed25519 public key has small order');
+  if (!point.isTorsionFree()) throw new E2ekvError('BAD_KEY', 'the Ed25519 public key has a small-order component');
+}
+
+function checkLength(value: Uint8Array, length: number, what: string): void {
+  if (value.length !== length)
+    throw new E2ekvError('INVALID_ARGUMENT', `${what} must be ${length} bytes, got ${value.length}`);
+}
