@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { fromHex, utf8 } from '../src/bytes.js';
+import {
+  assertEnrollableEd25519Key,
+  defaultEd25519,
+  ed25519PublicKeyFromSeed,
+  tweetnaclEd25519,
+  webCryptoEd25519,
+  type Ed25519Backend,
+} from '../src/crypto/ed25519.js';
+import { E2ekvError } from '../src/errors.js';
+import { sharedVectorsDir } from '../../test/support/paths.js';
+
+interface EdgeCase {
+  number: number;
+  key: string;
+  sig: string;
+  msg: string;
+  flags: string[] | null;
+  expected_valid: boolean;
+}
+
+const file = JSON.parse(readFileSync(path.join(sharedVectorsDir, 'ed25519/ed25519-edge-cases.json'), 'utf8')) as {
+  vectors: EdgeCase[];
+};
+const cases = file.vectors;
+
+test('the edge-case file has all 914 vectors, 208 of them valid', (t) => {
+  t.is(cases.length, 914);
+  t.is(cases.filter((c) => c.expected_valid).length, 208);
+});
+
+for (const backend of [webCryptoEd25519, tweetnaclEd25519] as Ed25519Backend[]) {
+  test(`${backend.name} gives Go's verdict on every Ed25519 edge case`, async (t) => {
+    const disagreements: number[] = [];
+    for (const c of cases) {
+      const verdict = await backend.verify(fromHex(c.key), utf8(c.msg), fromHex(c.sig));
+      if (verdict !== c.expected_valid) disagreements.push(c.number);
+    }
+    t.deepEqual(disagreements, []);
+  });
+
+  test(`${backend.name} signs RFC 8032 test 2 and rejects a tampered message`, async (t) => {
+    const seed = fromHex('4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb');
+    const signer = await backend.signer(seed);
+    t.is(
+      Buffer.from(signer.publicKey).toString('hex'),
+      '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
+    );
+    const signature = await signer.sign(Uint8Array.of(0x72));
+    t.is(
+      Buffer.from(signature).toString('hex'),
+      '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+    );
+    t.true(await backend.verify(signer.publicKey, Uint8Array.of(0x72), signature));
+    t.false(await backend.verify(signer.publicKey, Uint8Array.of(0x73), signature));
+    t.false(await backend.verify(signer.publicKey, Uint8Array.of(0x72), signature.subarray(0, 63)));
+  });
+}
+
+test('Node 20 and later select the WebCrypto backend', async (t) => {
+  t.is((await defaultEd25519()).name, 'webcrypto');
+});
+
+test('enrolment rejects every small-order, mixed-order and non-canonical key among the edge cases', (t) => {
+  const flagsByKey = new Map<string, Set<string>>();
+  for (const c of cases) {
+    const flags = flagsByKey.get(c.key) ?? new Set<string>();
+    for (const f of c.flags ?? []) flags.add(f);
+    flagsByKey.set(c.key, flags);
+  }
+  let rejected = 0;
+  let accepted = 0;
+  for (const [key, flags] of flagsByKey) {
+    const suspicious = [...flags].some((f) => f.endsWith('_A'));
+    if (suspicious) {
+      const error = t.throws(() => assertEnrollableEd25519Key(fromHex(key)), { instanceOf: E2ekvError });
+      t.is(error?.code, 'BAD_KEY', key);
+      rejected++;
+    } else {
+      t.notThrows(() => assertEnrollableEd25519Key(fromHex(key)), key);
+      accepted++;
+    }
+  }
+  t.is(rejected, 21);
+  t.is(accepted, 1);
+});
+
+test('enrolment accepts keys made from seeds and rejects wrong lengths', (t) => {
+  for (let i = 0; i < 32; i++) {
+    const seed = new Uint8Array(32).fill(i * 7 + 1);
+    t.notThrows(() => assertEnrollableEd25519Key(ed25519PublicKeyFromSeed(seed)));
+  }
+  t.is(t.throws(() => assertEnrollableEd25519Key(new Uint8Array(31)), { instanceOf: E2ekvError })?.code, 'BAD_KEY');
+  // y = p (2^255 - 19) is the non-canonical spelling of y = 0.
+  const yEqualsP = fromHex('edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f');
+  t.is(t.throws(() => assertEnrollableEd25519Key(yEqualsP), { instanceOf: E2ekvError })?.code, 'BAD_KEY');
+});
