@@ -6,6 +6,7 @@ import {
   assertEnrollableEd25519Key,
   defaultEd25519,
   ed25519PublicKeyFromSeed,
+  needsReferenceVerifier,
   tweetnaclEd25519,
   webCryptoEd25519,
   type Ed25519Backend,
@@ -97,4 +98,55 @@ test('enrolment accepts keys made from seeds and rejects wrong lengths', (t) => 
   // y = p (2^255 - 19) is the non-canonical spelling of y = 0.
   const yEqualsP = fromHex('edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f');
   t.is(t.throws(() => assertEnrollableEd25519Key(yEqualsP), { instanceOf: E2ekvError })?.code, 'BAD_KEY');
+});
+
+// Runtimes' native Ed25519 is allowed to differ from Go only where our verifiers
+// route to the reference verifier. On Node 20 raw WebCrypto agrees everywhere;
+// Node 24's OpenSSL rejects 165 of Go's accepted vectors, all of them routed.
+test('wherever raw WebCrypto or node:crypto differ from Go, the reference path is taken', async (t) => {
+  const { createPublicKey, verify } = await import('node:crypto');
+  const spki = (key: Uint8Array) =>
+    createPublicKey({
+      key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), key]),
+      format: 'der',
+      type: 'spki',
+    });
+  const unrouted: string[] = [];
+  let differing = 0;
+  for (const c of cases) {
+    // Fresh ArrayBuffer-backed copies, as WebCrypto's types ask.
+    const key = new Uint8Array(fromHex(c.key));
+    const signature = new Uint8Array(fromHex(c.sig));
+    const message = new Uint8Array(utf8(c.msg));
+    let raw: boolean;
+    try {
+      const imported = await crypto.subtle.importKey('raw', key, { name: 'Ed25519' }, false, ['verify']);
+      raw = await crypto.subtle.verify({ name: 'Ed25519' }, imported, signature, message);
+    } catch {
+      raw = false;
+    }
+    let native: boolean;
+    try {
+      native = verify(null, message, spki(key), signature);
+    } catch {
+      native = false;
+    }
+    if (raw !== c.expected_valid || native !== c.expected_valid) {
+      differing++;
+      if (!needsReferenceVerifier(key, signature)) unrouted.push(`${c.number} (${(c.flags ?? []).join(',')})`);
+    }
+  }
+  t.deepEqual(unrouted, []);
+  t.log(`${process.version}: raw native Ed25519 differs from Go on ${differing} of ${cases.length} vectors`);
+});
+
+test('ordinary signatures under enrolled keys take the WebCrypto path', async (t) => {
+  for (let i = 0; i < 16; i++) {
+    const signer = await webCryptoEd25519.signer(new Uint8Array(32).fill(i + 1));
+    const signature = await signer.sign(Uint8Array.of(i));
+    t.false(needsReferenceVerifier(signer.publicKey, signature));
+  }
+  const identityR = new Uint8Array(64);
+  identityR[0] = 1;
+  t.true(needsReferenceVerifier(ed25519PublicKeyFromSeed(new Uint8Array(32).fill(1)), identityR));
 });

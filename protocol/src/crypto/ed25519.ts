@@ -1,8 +1,16 @@
 /**
  * Ed25519 signatures (RFC 8032) through WebCrypto, with tweetnacl as the fallback
- * for runtimes without WebCrypto Ed25519. Both give Go's crypto/ed25519 verdicts
- * on the C2SP/CCTV edge cases (test/ed25519-vectors.test.ts checks each backend),
- * so every party in a vault accepts exactly the same signatures.
+ * for runtimes without WebCrypto Ed25519. Every verifier here gives Go's
+ * crypto/ed25519 verdicts on the C2SP/CCTV edge cases (protocol/test/ed25519.test.ts
+ * checks each backend), so every party in a vault accepts exactly the same
+ * signatures whatever runtime it is on.
+ *
+ * Runtimes do not agree on their own: Node 24's OpenSSL rejects signatures whose
+ * R is a small-order point, and keys with a small-order component, where Go,
+ * Node 20 and tweetnacl accept them. A member could craft such a signature (R =
+ * identity needs only its own key) to split replicas running different runtimes.
+ * So the WebCrypto backend sends exactly those inputs to tweetnacl, which gives
+ * Go's verdict; ordinary signatures under enrolled keys never take that path.
  *
  * Keys: the private key is the 32-byte RFC 8032 seed; the public key is the
  * 32-byte RFC 8032 encoding.
@@ -118,6 +126,7 @@ export const webCryptoEd25519: Ed25519Backend = {
   },
   async verify(publicKey, message, signature) {
     if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH || signature.length !== ED25519_SIGNATURE_LENGTH) return false;
+    if (needsReferenceVerifier(publicKey, signature)) return tweetnaclEd25519.verify(publicKey, message, signature);
     const subtle = subtleOrThrow();
     let key: CryptoKey;
     try {
@@ -130,6 +139,52 @@ export const webCryptoEd25519: Ed25519Backend = {
     return subtle.verify(algorithm, key, signature as Uint8Array<ArrayBuffer>, message as Uint8Array<ArrayBuffer>);
   },
 };
+
+// The eight points of small order, canonically encoded: an R among them is the
+// case runtimes disagree on. Built from an order-8 point and checked, rather than
+// typed in as eight constants.
+const smallOrderEncodings: ReadonlySet<string> = (() => {
+  const Point = nobleEd25519.Point;
+  const orderEight = Point.fromHex('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a');
+  if (!orderEight.multiplyUnsafe(8n).is0() || orderEight.multiplyUnsafe(4n).is0()) {
+    throw new E2ekvError('INTERNAL', 'the order-8 base point is wrong');
+  }
+  const encodings = new Set<string>();
+  for (let i = 0, p = Point.ZERO; i < 8; i++, p = p.add(orderEight)) encodings.add(toHex(p.toBytes()));
+  return encodings;
+})();
+
+// Whether a public key is a canonical point of the prime-order subgroup; cached,
+// since the subgroup check is a scalar multiplication and keys repeat.
+const primeOrderKeyCache = new Map<string, boolean>();
+
+function isPrimeOrderKey(publicKey: Uint8Array): boolean {
+  const id = toHex(publicKey);
+  let clean = primeOrderKeyCache.get(id);
+  if (clean === undefined) {
+    try {
+      assertEnrollableEd25519Key(publicKey);
+      clean = true;
+    } catch {
+      clean = false;
+    }
+    if (primeOrderKeyCache.size >= VERIFY_KEY_CACHE_LIMIT) {
+      const oldest = primeOrderKeyCache.keys().next().value;
+      if (oldest !== undefined) primeOrderKeyCache.delete(oldest);
+    }
+    primeOrderKeyCache.set(id, clean);
+  }
+  return clean;
+}
+
+/**
+ * True when the verdict must come from the reference verifier (tweetnacl,
+ * which agrees with Go) because runtimes' native Ed25519 may differ: R of small
+ * order, or a public key that is not a canonical prime-order point.
+ */
+export function needsReferenceVerifier(publicKey: Uint8Array, signature: Uint8Array): boolean {
+  return smallOrderEncodings.has(toHex(signature.subarray(0, 32))) || !isPrimeOrderKey(publicKey);
+}
 
 let chosen: Promise<Ed25519Backend> | undefined;
 
