@@ -42,6 +42,8 @@ export const ErrorCodes = [
   // Arguments a caller passed are wrong (programming or usage error).
   'INVALID_ARGUMENT',
   'NOT_FOUND',
+  // A request without a valid device signature, outside the time window, or replayed.
+  'UNAUTHENTICATED',
   'PERMISSION_DENIED',
   'CONFLICT',
   'RATE_LIMITED',
@@ -78,6 +80,7 @@ const categories: Record<ErrorCode, ErrorCategory> = {
   WITHHELD: 'integrity',
   INVALID_ARGUMENT: 'invalid-input',
   NOT_FOUND: 'not-found',
+  UNAUTHENTICATED: 'permission',
   PERMISSION_DENIED: 'permission',
   CONFLICT: 'conflict',
   RATE_LIMITED: 'limit',
