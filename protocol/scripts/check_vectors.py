@@ -262,6 +262,7 @@ def main():
     check_envelopes()
     check_entries()
     check_checkpoints()
+    check_requests()
     print(f"check_vectors.py: {checks} checks passed")
 
 
@@ -320,6 +321,33 @@ def verify_consistency(size1, size2, proof, root1, root2):
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == root1 and sr == root2
+
+
+def check_requests():
+    import base64
+
+    for c in load("request.json")["valid"]:
+        method, path = c["method"].encode(), c["path"].encode()
+        body = bytes.fromhex(c["body"])
+        data = (
+            b"e2ekv/v1/request\0"
+            + bytes.fromhex(c["audience"])
+            + bytes.fromhex(c["device"])
+            + struct.pack(">Q", int(c["timestamp_ms"]))
+            + bytes.fromhex(c["nonce"])
+            + struct.pack(">H", len(method))
+            + method
+            + struct.pack(">H", len(path))
+            + path
+            + sha256(body)
+        )
+        check(data.hex() == c["input"], "request signature input")
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(c["device"])).verify(bytes.fromhex(c["signature"]), data)
+        header = (
+            f"e2ekv-v1 device={c['device']},ts={c['timestamp_ms']},nonce={c['nonce']},"
+            f"sig={base64.b64encode(bytes.fromhex(c['signature'])).decode()}"
+        )
+        check(header == c["authorization"], "Authorization header")
 
 
 def key_id(name, sig_type, public_key):

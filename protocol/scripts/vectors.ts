@@ -38,6 +38,7 @@ import {
   signDeviceCheckpoint,
 } from '../src/checkpoint.js';
 import { addNoteSignatures, formatVerifierKey, NOTE_SIG_ED25519, signNote } from '../src/note.js';
+import { formatAuthorization, requestSignatureInput } from '../src/request.js';
 import { toBase64 } from '../src/bytes.js';
 import nacl from 'tweetnacl';
 
@@ -447,6 +448,7 @@ export async function buildVectors(): Promise<VectorFiles> {
     ],
   };
   files['checkpoint.json'] = await checkpointVectors(f, [entryBytes, blobEntryBytes, membershipBytes]);
+  files['request.json'] = await requestVectors(f);
   return files;
 }
 
@@ -521,6 +523,71 @@ async function checkpointVectors(f: Awaited<ReturnType<typeof fixture>>, entries
     valid: checkpoints,
     invalid,
   };
+}
+
+/** Authenticated HTTP requests (SPEC.md section 18). */
+async function requestVectors(f: Awaited<ReturnType<typeof fixture>>) {
+  const audience = (await ed25519Signer(patternBytes(10))).publicKey;
+  const cases = [
+    {
+      method: 'POST',
+      path: `/v1/vaults/${toHex(f.vaultId)}/logs/${toHex(f.creator.publicKey)}/append`,
+      body: utf8('{"start":0}'),
+    },
+    {
+      method: 'GET',
+      path: `/v1/vaults/${toHex(f.vaultId)}/logs/${toHex(f.creator.publicKey)}/entries?start=0&end=2`,
+      body: new Uint8Array(0),
+    },
+  ];
+  const valid = [];
+  for (const [i, c] of cases.entries()) {
+    const timestampMs = 1_767_225_600_000n + BigInt(i);
+    const nonce = patternBytes(13 + i, 16);
+    const input = requestSignatureInput({ ...c, audience, device: f.creator.publicKey, timestampMs, nonce });
+    const signature = await f.creator.sign(input);
+    valid.push({
+      audience: toHex(audience),
+      device: toHex(f.creator.publicKey),
+      timestamp_ms: timestampMs.toString(),
+      nonce: toHex(nonce),
+      method: c.method,
+      path: c.path,
+      body: toHex(c.body),
+      input: toHex(input),
+      signature: toHex(signature),
+      authorization: formatAuthorization({ device: f.creator.publicKey, timestampMs, nonce, signature }),
+    });
+  }
+  const good = valid[0]!.authorization;
+  return {
+    description:
+      'Request signatures and Authorization headers (SPEC.md section 18), signed by the genesis.json creator.',
+    valid,
+    invalid: [
+      { description: 'unknown scheme', authorization: good.replace('e2ekv-v1', 'e2ekv-v2'), error: 'MALFORMED' },
+      {
+        description: 'uppercase hex device',
+        authorization: good.replace(/device=([0-9a-f]+)/, (_, d: string) => `device=${d.toUpperCase()}`),
+        error: 'MALFORMED',
+      },
+      { description: 'leading zero in ts', authorization: good.replace('ts=', 'ts=0'), error: 'MALFORMED' },
+      { description: 'space after comma', authorization: good.replace(',ts=', ', ts='), error: 'MALFORMED' },
+      { description: 'short nonce', authorization: good.replace(/nonce=[0-9a-f]{2}/, 'nonce='), error: 'MALFORMED' },
+      {
+        description: 'non-canonical base64 signature (non-zero trailing bits)',
+        authorization: setLowBitBeforePadding(good),
+        error: 'NON_CANONICAL',
+      },
+    ],
+  };
+}
+
+/** Sets an unused low bit in the last base64 character before '==': same bytes, non-canonical text. */
+function setLowBitBeforePadding(text: string): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const i = text.length - 3;
+  return text.slice(0, i) + alphabet[alphabet.indexOf(text[i]!) + 1]! + '==';
 }
 
 /** Flips one bit of the n-th signature line's signature, keeping its base64 canonical. */

@@ -154,3 +154,34 @@ export {
   verifyDeviceCheckpoint,
 } from './checkpoint.js';
 export type { Checkpoint, Cosigner, CosignatureVerifier, PinnedCheckpoint, VerifiedCheckpoint } from './checkpoint.js';
+
+export {
+  MAX_BATCH_ITEMS,
+  encodeAppendRequest,
+  encodeCreateVaultRequest,
+  encodeEntriesResponse,
+  encodeVaultStateResponse,
+  parseAppendRequest,
+  parseAppendResponse,
+  parseCreateVaultRequest,
+  parseEntriesResponse,
+  parseVaultStateResponse,
+} from './messages.js';
+export type {
+  AppendRequest,
+  AppendResponse,
+  CreateVaultRequest,
+  EntriesResponse,
+  ErrorBody,
+  VaultStateResponse,
+} from './messages.js';
+
+export {
+  AUTH_SCHEME,
+  REQUEST_NONCE_LENGTH,
+  formatAuthorization,
+  parseAuthorization,
+  requestSignatureInput,
+  signRequest,
+} from './request.js';
+export type { RequestAuthorization, RequestToSign } from './request.js';

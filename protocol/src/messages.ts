@@ -36,7 +36,8 @@ function bytes(value: unknown, what: string): Uint8Array {
 
 function bytesList(value: unknown, what: string, max: number): Uint8Array[] {
   if (!Array.isArray(value)) throw new E2ekvError('MALFORMED', `${what} must be an array`);
-  if (value.length > max) throw new E2ekvError('TOO_LARGE', `${what} has ${value.length} items, at most ${max} allowed`);
+  if (value.length > max)
+    throw new E2ekvError('TOO_LARGE', `${what} has ${value.length} items, at most ${max} allowed`);
   return value.map((v, i) => bytes(v, `${what}[${i}]`));
 }
 
@@ -130,7 +131,13 @@ export function encodeEntriesResponse(m: EntriesResponse): Json {
 }
 
 export function parseEntriesResponse(value: unknown): EntriesResponse {
-  const o = object(value, 'entries response', ['checkpoint', 'start', 'entries', 'inclusionProofs', 'consistencyProof']);
+  const o = object(value, 'entries response', [
+    'checkpoint',
+    'start',
+    'entries',
+    'inclusionProofs',
+    'consistencyProof',
+  ]);
   const entries = bytesList(o['entries'], 'entries', MAX_BATCH_ITEMS);
   const proofs = o['inclusionProofs'];
   if (!Array.isArray(proofs) || proofs.length !== entries.length) {

@@ -28,7 +28,8 @@ export interface RequestToSign {
 
 /** The bytes a device signs for one request. */
 export function requestSignatureInput(request: RequestToSign): Uint8Array {
-  if (!/^[A-Z]{1,16}$/.test(request.method)) throw new E2ekvError('INVALID_ARGUMENT', 'method must be uppercase letters');
+  if (!/^[A-Z]{1,16}$/.test(request.method))
+    throw new E2ekvError('INVALID_ARGUMENT', 'method must be uppercase letters');
   if (!request.path.startsWith('/')) throw new E2ekvError('INVALID_ARGUMENT', 'path must start with /');
   return new ByteWriter()
     .bytes(REQUEST_TAG)
@@ -54,16 +55,21 @@ export function formatAuthorization(auth: RequestAuthorization): string {
   return `${AUTH_SCHEME} device=${toHex(auth.device)},ts=${auth.timestampMs},nonce=${toHex(auth.nonce)},sig=${toBase64(auth.signature)}`;
 }
 
-const AUTH_PATTERN = /^e2ekv-v1 device=([0-9a-f]{64}),ts=(0|[1-9][0-9]{0,15}),nonce=([0-9a-f]{32}),sig=([A-Za-z0-9+/]{86}==)$/;
+const AUTH_PATTERN =
+  /^e2ekv-v1 device=([0-9a-f]{64}),ts=(0|[1-9][0-9]{0,15}),nonce=([0-9a-f]{32}),sig=([A-Za-z0-9+/]{86}==)$/;
 
 /** Parses an Authorization header strictly; anything else is MALFORMED. */
 export function parseAuthorization(header: string): RequestAuthorization {
   const match = AUTH_PATTERN.exec(header);
   if (match === null) {
-    throw new E2ekvError('MALFORMED', `the Authorization header must be "${AUTH_SCHEME} device=<hex>,ts=<ms>,nonce=<hex>,sig=<base64>"`);
+    throw new E2ekvError(
+      'MALFORMED',
+      `the Authorization header must be "${AUTH_SCHEME} device=<hex>,ts=<ms>,nonce=<hex>,sig=<base64>"`,
+    );
   }
   const signature = fromBase64(match[4]!, 'request signature');
-  if (signature.length !== ED25519_SIGNATURE_LENGTH) throw new E2ekvError('MALFORMED', 'a request signature is 64 bytes');
+  if (signature.length !== ED25519_SIGNATURE_LENGTH)
+    throw new E2ekvError('MALFORMED', 'a request signature is 64 bytes');
   return {
     device: fromHex(match[1]!),
     timestampMs: BigInt(match[2]!),
@@ -80,6 +86,8 @@ export async function signRequest(
 ): Promise<string> {
   const timestampMs = BigInt(now());
   const nonce = randomBytes(REQUEST_NONCE_LENGTH);
-  const signature = await signer.sign(requestSignatureInput({ ...request, device: signer.publicKey, timestampMs, nonce }));
+  const signature = await signer.sign(
+    requestSignatureInput({ ...request, device: signer.publicKey, timestampMs, nonce }),
+  );
   return formatAuthorization({ device: signer.publicKey, timestampMs, nonce, signature });
 }

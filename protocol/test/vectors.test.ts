@@ -20,6 +20,7 @@ import { verifyGenesis } from '../src/genesis.js';
 import { logOrigin, parseCosignerVkey, verifyDeviceCheckpoint } from '../src/checkpoint.js';
 import { verifyConsistency, verifyInclusion } from '../src/merkle.js';
 import { parseVerifierKey } from '../src/note.js';
+import { formatAuthorization, parseAuthorization, requestSignatureInput } from '../src/request.js';
 import { protocolVectorsDir } from '../../test/support/paths.js';
 
 type Json = Record<string, unknown> & { valid: Json[]; invalid: Json[] };
@@ -285,4 +286,54 @@ test('checkpoint vectors: device notes, cosignatures and proofs', async (t) => {
       str(c['description']),
     );
   }
+});
+
+test('request vectors: signature inputs, signatures and Authorization headers', async (t) => {
+  const v = load('request.json');
+  t.is(v.valid.length, 2);
+  for (const c of v.valid) {
+    const request = {
+      audience: hex(c['audience']),
+      device: hex(c['device']),
+      timestampMs: BigInt(str(c['timestamp_ms'])),
+      nonce: hex(c['nonce']),
+      method: str(c['method']),
+      path: str(c['path']),
+      body: hex(c['body']),
+    };
+    const input = requestSignatureInput(request);
+    t.is(toHex(input), str(c['input']));
+    // The layout by hand, with node:crypto's SHA-256 of the body.
+    const tag = utf8('e2ekv/v1/request\0');
+    const u16 = (n: number) => Uint8Array.of(n >> 8, n & 255);
+    const ts = Buffer.alloc(8);
+    ts.writeBigUInt64BE(request.timestampMs);
+    const method = utf8(request.method);
+    const path = utf8(request.path);
+    const manual = Buffer.concat([
+      tag,
+      request.audience,
+      request.device,
+      ts,
+      request.nonce,
+      u16(method.length),
+      method,
+      u16(path.length),
+      path,
+      sha256(request.body),
+    ]);
+    t.is(toHex(manual), str(c['input']));
+    t.true(nacl.sign.detached.verify(input, hex(c['signature']), request.device));
+    const parsed = parseAuthorization(str(c['authorization']));
+    t.is(toHex(parsed.signature), str(c['signature']));
+    t.is(parsed.timestampMs, request.timestampMs);
+    t.is(formatAuthorization(parsed), str(c['authorization']));
+  }
+  t.is(v.invalid.length, 6);
+  for (const c of v.invalid)
+    t.is(
+      await asyncCodeOf(() => parseAuthorization(str(c['authorization']))),
+      expected(c['error']),
+      str(c['description']),
+    );
 });
