@@ -1,4 +1,4 @@
 // The executable's body; bin/e2ekv-server.js loads the compiled copy.
 import { main } from './main.js';
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

@@ -1,33 +1,191 @@
 /**
- * The e2ekv-server command line. The replica itself is not built yet: this
- * entry point answers --help and --version and refuses to pretend otherwise.
+ * The e2ekv-server command line (DESIGN section 10): flags, an optional JSON
+ * config file (flags win), the one "listening" line on stdout, and graceful
+ * shutdown on SIGTERM and SIGINT.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { isE2ekvError } from '@e2ekv/protocol';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
+import { jsonLogger, type LogLevel } from './log.js';
+import { startServer, type ServerOptions } from './server.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../package.json') as { version: string };
 
-const usage = `Usage: e2ekv-server [--host H] [--port P] [--data DIR] [--peer URL]... [--tls-cert F --tls-key F]
+export const usage = `Usage: e2ekv-server [--host H] [--port P] [--data DIR] [--peer URL]...
+                    [--tls-cert FILE --tls-key FILE] [--name NAME] [--config FILE]
 
-The e2ekv replica server stores only ciphertext, verifies what it can without keys,
-cosigns device checkpoints and replicates with its peers.
+The e2ekv replica server. It stores only ciphertext, verifies what it can
+without keys (device signatures, append-only logs, membership), cosigns device
+checkpoints, and holds no key that could decrypt anything.
 
 Options:
-  --help       show this help
-  --version    print the version
+  --host H          address to listen on (default 127.0.0.1)
+  --port P          port (default 7400; 0 picks a free port)
+  --data DIR        data directory: database and this server's key (default ./e2ekv-data)
+  --peer URL        another replica to replicate with (repeatable; replication is not
+                    implemented in this version, peers are only recorded)
+  --tls-cert FILE   PEM certificate: serve HTTPS (needs --tls-key)
+  --tls-key FILE    PEM private key for --tls-cert
+  --name NAME       this replica's cosigner name (default e2ekv-replica/<key hash>)
+  --config FILE     JSON file with any of: host, port, data, peers, tlsCert, tlsKey,
+                    name, logLevel, limits ({ ${Object.keys(DEFAULT_LIMITS).join(', ')} })
+  --log-level L     debug, info, warn or error (default info); logs are JSON on stderr
+  --help            show this help
+  --version         print the version
 
-Status: not implemented yet. This version ships the protocol library only.`;
+Example:
+  npx e2ekv-server --port 7400 --data /var/lib/e2ekv
 
-export function main(argv: readonly string[]): number {
-  if (argv.includes('--help') || argv.includes('-h')) {
+On start it prints one line: e2ekv-server listening on http://HOST:PORT`;
+
+export class UsageError extends Error {}
+
+interface Parsed extends ServerOptions {
+  logLevel: LogLevel;
+}
+
+const configKeys = ['host', 'port', 'data', 'peers', 'tlsCert', 'tlsKey', 'name', 'logLevel', 'limits'];
+
+function parsePort(value: unknown, from: string): number {
+  const n = typeof value === 'string' && /^[0-9]{1,5}$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new UsageError(`${from}: the port must be a whole number from 0 to 65535`);
+  }
+  return n;
+}
+
+function parseLogLevel(value: unknown, from: string): LogLevel {
+  if (value === 'debug' || value === 'info' || value === 'warn' || value === 'error') return value;
+  throw new UsageError(`${from}: the log level must be debug, info, warn or error`);
+}
+
+function readConfig(file: string): Record<string, unknown> {
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`--config ${file}: cannot read it as JSON (${(error as Error).message})`);
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new UsageError(`--config ${file}: the file must hold a JSON object`);
+  }
+  for (const key of Object.keys(config)) {
+    if (!configKeys.includes(key)) throw new UsageError(`--config ${file}: unknown setting "${key}"`);
+  }
+  return config as Record<string, unknown>;
+}
+
+function parseLimits(value: unknown, from: string): Partial<ServerLimits> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new UsageError(`${from}: limits must be an object`);
+  const out: Record<string, number> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (!(key in DEFAULT_LIMITS)) throw new UsageError(`${from}: unknown limit "${key}"`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+      throw new UsageError(`${from}: limit ${key} must be a positive whole number`);
+    }
+    out[key] = v;
+  }
+  return out as Partial<ServerLimits>;
+}
+
+function stringOf(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw new UsageError(`${what} must be a non-empty string`);
+  return value;
+}
+
+export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' {
+  const flags: Record<string, string> = {};
+  const peers: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--version') return 'version';
+    const match = /^--(host|port|data|peer|tls-cert|tls-key|name|config|log-level)(?:=(.*))?$/.exec(arg);
+    if (match === null) throw new UsageError(`unknown argument "${arg}"`);
+    const value = match[2] ?? argv[++i];
+    if (value === undefined) throw new UsageError(`--${match[1]} needs a value`);
+    if (match[1] === 'peer') peers.push(value);
+    else flags[match[1]!] = value;
+  }
+  const config = flags['config'] === undefined ? {} : readConfig(flags['config']);
+  const from = flags['config'] === undefined ? 'flags' : `--config ${flags['config']}`;
+  const pick = (flag: string, key: string) => flags[flag] ?? config[key];
+
+  const options: Parsed = {
+    host: stringOf(pick('host', 'host') ?? '127.0.0.1', 'host'),
+    port: parsePort(pick('port', 'port') ?? 7400, flags['port'] !== undefined ? '--port' : from),
+    dataDir: stringOf(pick('data', 'data') ?? './e2ekv-data', 'data'),
+    peers: [
+      ...(Array.isArray(config['peers']) ? (config['peers'] as unknown[]).map((p) => stringOf(p, 'peers[]')) : []),
+      ...peers,
+    ],
+    limits: parseLimits(config['limits'], from),
+    logLevel: parseLogLevel(pick('log-level', 'logLevel') ?? 'info', from),
+    version,
+  };
+  for (const peer of options.peers ?? []) {
+    try {
+      const url = new URL(peer);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+    } catch {
+      throw new UsageError(`--peer ${peer}: not an http:// or https:// URL`);
+    }
+  }
+  const name = pick('name', 'name');
+  if (name !== undefined) options.name = stringOf(name, 'name');
+  const cert = pick('tls-cert', 'tlsCert');
+  const key = pick('tls-key', 'tlsKey');
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (cert !== undefined && key !== undefined)
+    options.tls = { certFile: stringOf(cert, 'tls-cert'), keyFile: stringOf(key, 'tls-key') };
+  return options;
+}
+
+/** Runs the command; resolves with the exit code once the server has stopped (or failed to start). */
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs(argv);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`e2ekv-server: ${error.message}\nRun e2ekv-server --help for usage.`);
+      return 2;
+    }
+    throw error;
+  }
+  if (parsed === 'help') {
     console.log(usage);
     return 0;
   }
-  if (argv.includes('--version')) {
+  if (parsed === 'version') {
     console.log(version);
     return 0;
   }
-  // TODO(replica server issue): start the server. Until then, say so instead of pretending.
-  console.error('e2ekv-server: the replica server is not implemented in this version (see --help).');
-  return 1;
+  const logger = jsonLogger(parsed.logLevel);
+  let server;
+  try {
+    server = await startServer({ ...parsed, logger });
+  } catch (error) {
+    const message = isE2ekvError(error) ? error.message : (error as Error).message;
+    console.error(`e2ekv-server: could not start: ${message}`);
+    return 1;
+  }
+  console.log(`e2ekv-server listening on ${server.url}`);
+  logger.log('info', 'listening', { url: server.url, cosigner: server.cosigner.name, dataDir: parsed.dataDir });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.log('info', 'shutting down', { signal });
+      server.close().then(resolve, (error: unknown) => {
+        logger.log('error', 'shutdown failed', { error: String(error) });
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
 }

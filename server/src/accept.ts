@@ -1,0 +1,633 @@
+/**
+ * The acceptor: what this replica verifies, without any key to the data, before
+ * it stores and cosigns an append (SPEC.md sections 8, 9, 11 and 12; API.md
+ * "append"). Every check runs before the first write, so a refused append
+ * leaves storage as it was; the one exception is equivocation, whose evidence
+ * is the point of refusing.
+ */
+import {
+  E2ekvError,
+  MerkleTree,
+  NOTE_SIG_ED25519,
+  addNoteSignatures,
+  assertEnrollableEd25519Key,
+  bytesEqual,
+  checkCheckpointProgress,
+  decodeEntry,
+  formatNote,
+  fromHex,
+  isE2ekvError,
+  leafHash,
+  logOrigin,
+  noteKeyId,
+  parseNote,
+  sha256,
+  toHex,
+  verifyDeviceCheckpoint,
+  verifyGenesis,
+} from '@e2ekv/protocol';
+import type { AppendRequest, EntriesResponse, Entry, MembershipEntry, NoteSigner } from '@e2ekv/protocol';
+import type { ServerLimits } from './limits.js';
+import type { MembershipCache } from './membership.js';
+import type { AppendBatch, LogHead, StorageAdapter, StoredEntry } from './storage/adapter.js';
+
+export interface AcceptorOptions {
+  storage: StorageAdapter;
+  membership: MembershipCache;
+  limits: ServerLimits;
+  /** This replica's cosigner (cosignatureSigner(name, seed)). */
+  cosigner: NoteSigner;
+  /** Milliseconds since the epoch, for rate limits and evidence records. */
+  now?: () => number;
+  /** Merkle trees kept in memory at most (least recently used are dropped); default 4096. */
+  maxCachedTrees?: number;
+}
+
+export interface AppendResult {
+  /** The device's checkpoint with this replica's cosignature appended. */
+  cosignedCheckpoint: string;
+  size: number;
+}
+
+const HEX_KEY = /^[0-9a-f]{64}$/;
+
+export class Acceptor {
+  readonly #storage: StorageAdapter;
+  readonly #membership: MembershipCache;
+  readonly #limits: ServerLimits;
+  readonly #cosigner: NoteSigner;
+  readonly #now: () => number;
+  readonly #trees: TreeCache;
+  readonly #rate: TokenBuckets;
+  // One append at a time per log, so that two cannot both pass the start check.
+  readonly #logLocks = new KeyedLock();
+  // One membership-changing append at a time per vault, so that the membership
+  // cache sees the changes in the order storage accepted them.
+  readonly #membershipLocks = new KeyedLock();
+
+  constructor(options: AcceptorOptions) {
+    this.#storage = options.storage;
+    this.#membership = options.membership;
+    this.#limits = options.limits;
+    this.#cosigner = options.cosigner;
+    this.#now = options.now ?? Date.now;
+    this.#trees = new TreeCache(options.storage, options.maxCachedTrees ?? 4096);
+    this.#rate = new TokenBuckets(options.limits.appendsPerMinutePerDevice, 60_000);
+  }
+
+  /** Verifies a signed genesis and creates its vault; `created` is false when it existed already. */
+  async createVault(signedGenesis: Uint8Array): Promise<{ vaultId: string; created: boolean }> {
+    const { vaultId } = await verifyGenesis(signedGenesis);
+    const hex = toHex(vaultId);
+    // The id is the hash of the genesis body, so an existing vault has this very genesis.
+    const outcome = await this.#storage.createVault(hex, signedGenesis);
+    return { vaultId: hex, created: outcome === 'created' };
+  }
+
+  /**
+   * Verifies and stores a batch of the device's own log, then cosigns its
+   * checkpoint. `deviceHex` is the authenticated device, which is also the log.
+   */
+  async append(vaultIdHex: string, deviceHex: string, request: AppendRequest): Promise<AppendResult> {
+    const vaultId = parseKey(vaultIdHex, 'vault id');
+    const device = parseKey(deviceHex, 'device key');
+    await this.#requireVault(vaultIdHex);
+    if (!this.#rate.take(deviceHex, this.#now())) {
+      throw new E2ekvError(
+        'RATE_LIMITED',
+        `device ${deviceHex} sent more than ${this.#limits.appendsPerMinutePerDevice} appends a minute: wait and retry, or send larger batches`,
+      );
+    }
+    return this.#logLocks.run(logKey(vaultIdHex, deviceHex), () =>
+      this.#appendToLog({ vaultId, vaultIdHex, device, deviceHex, request }),
+    );
+  }
+
+  /** The log's head checkpoint with a fresh cosignature by this replica; undefined for an empty log. */
+  async cosignedHead(vaultIdHex: string, deviceHex: string): Promise<{ note: string; size: number } | undefined> {
+    parseKey(vaultIdHex, 'vault id');
+    parseKey(deviceHex, 'device key');
+    await this.#requireVault(vaultIdHex);
+    const head = await this.#storage.getHead(vaultIdHex, deviceHex);
+    if (head === undefined) return undefined;
+    return { note: await addNoteSignatures(head.note, [this.#cosigner]), size: head.size };
+  }
+
+  /**
+   * Entries [start, min(end, size)) of a log (at most maxBatchEntries of them),
+   * each with an inclusion proof against the returned cosigned checkpoint, and a
+   * consistency proof from `proofFrom` to the checkpoint's size when
+   * 0 < proofFrom < size. NOT_FOUND when the vault or the log does not exist.
+   * Whether the caller may read the vault is the HTTP layer's check.
+   */
+  async entries(
+    vaultIdHex: string,
+    deviceHex: string,
+    start: number,
+    end: number,
+    proofFrom?: number,
+  ): Promise<EntriesResponse> {
+    parseKey(vaultIdHex, 'vault id');
+    parseKey(deviceHex, 'device key');
+    checkIndex(start, 'start');
+    checkIndex(end, 'end');
+    if (end < start) throw new E2ekvError('INVALID_ARGUMENT', `end ${end} is before start ${start}`);
+    if (proofFrom !== undefined) {
+      checkIndex(proofFrom, 'proofFrom');
+      if (proofFrom === 0) {
+        throw new E2ekvError(
+          'INVALID_ARGUMENT',
+          'a consistency proof from size 0 proves nothing: verify the first checkpoint from all its entries',
+        );
+      }
+    }
+    await this.#requireVault(vaultIdHex);
+    // The head first, then the tree: the tree is never smaller than a head read before it.
+    const head = await this.#storage.getHead(vaultIdHex, deviceHex);
+    if (head === undefined) {
+      throw new E2ekvError('NOT_FOUND', `this server holds no entries of device ${deviceHex} in this vault`);
+    }
+    if (proofFrom !== undefined && proofFrom > head.size) {
+      throw new E2ekvError(
+        'INVALID_ARGUMENT',
+        `proofFrom ${proofFrom} is larger than the log (size ${head.size} on this server)`,
+        { details: { size: head.size } },
+      );
+    }
+    const tree = await this.#trees.get(vaultIdHex, deviceHex, head.size, false);
+    const last = Math.min(end, head.size, start + this.#limits.maxBatchEntries);
+    const stored = last > start ? await this.#storage.getEntries(vaultIdHex, deviceHex, start, last) : [];
+    if (stored.length !== Math.max(0, last - start)) {
+      throw new E2ekvError('INTERNAL', `storage returned ${stored.length} entries for [${start}, ${last})`);
+    }
+    return {
+      checkpoint: await addNoteSignatures(head.note, [this.#cosigner]),
+      start,
+      entries: stored.map((e) => e.bytes),
+      inclusionProofs: stored.map((e) => tree.inclusionProof(e.index, head.size)),
+      consistencyProof:
+        proofFrom !== undefined && proofFrom < head.size ? tree.consistencyProof(proofFrom, head.size) : [],
+    };
+  }
+
+  async #requireVault(vaultIdHex: string): Promise<void> {
+    if ((await this.#storage.getGenesis(vaultIdHex)) === undefined) {
+      throw new E2ekvError('NOT_FOUND', `this server holds no vault ${vaultIdHex}: create it first`, {
+        details: { vaultId: vaultIdHex },
+      });
+    }
+  }
+
+  // Runs with the log's lock held.
+  async #appendToLog(a: PendingAppend): Promise<AppendResult> {
+    const { vaultIdHex, deviceHex, request } = a;
+    const role = await this.#membership.roleOf(vaultIdHex, deviceHex);
+    if (role === undefined || role === 'reader') {
+      throw new E2ekvError(
+        'PERMISSION_DENIED',
+        role === undefined
+          ? `device ${deviceHex} is not a member of this vault: an admin must add it first`
+          : `device ${deviceHex} is a reader of this vault: readers cannot write`,
+      );
+    }
+    const head = await this.#storage.getHead(vaultIdHex, deviceHex);
+    const storedSize = head?.size ?? 0;
+    if (request.start !== storedSize) {
+      throw new E2ekvError(
+        'CONFLICT',
+        `the append starts at ${request.start} but this log has ${storedSize} entries here: append from ${storedSize}`,
+        { details: { expected: storedSize } },
+      );
+    }
+    const entries = this.#decodeBatch(a);
+    const membershipEntries = entries.filter((e): e is MembershipEntry => e.type === 'membership');
+    if (membershipEntries.length === 0) return this.#checkAndStore(a, head, entries, []);
+    return this.#membershipLocks.run(vaultIdHex, () => this.#checkAndStore(a, head, entries, membershipEntries));
+  }
+
+  #decodeBatch({ vaultId, device, request }: PendingAppend): Entry[] {
+    const count = request.entries.length;
+    if (count === 0) throw new E2ekvError('MALFORMED', 'an append carries at least one entry');
+    if (count > this.#limits.maxBatchEntries) {
+      throw new E2ekvError(
+        'TOO_LARGE',
+        `the append has ${count} entries, this server takes at most ${this.#limits.maxBatchEntries}: split it`,
+        { details: { entries: count, max: this.#limits.maxBatchEntries } },
+      );
+    }
+    return request.entries.map((bytes, i) => {
+      const index = request.start + i;
+      if (bytes.length > this.#limits.maxEntryBytes) {
+        throw new E2ekvError(
+          'TOO_LARGE',
+          `entry ${index} is ${bytes.length} bytes, this server takes at most ${this.#limits.maxEntryBytes}`,
+          { details: { index, bytes: bytes.length, max: this.#limits.maxEntryBytes } },
+        );
+      }
+      const entry = decodeEntry(bytes);
+      // SPEC.md 8.1: an entry names where it belongs, so that it cannot be moved.
+      const misplaced: string[] = [];
+      if (toHex(entry.vaultId) !== toHex(vaultId)) misplaced.push(`vault ${toHex(entry.vaultId)}`);
+      if (toHex(entry.device) !== toHex(device)) misplaced.push(`device ${toHex(entry.device)}`);
+      if (entry.index !== BigInt(index)) misplaced.push(`index ${entry.index}`);
+      if (misplaced.length > 0) {
+        throw new E2ekvError(
+          'INTEGRITY',
+          `entry ${i} of the append claims ${misplaced.join(', ')}, but it is appended as index ${index} of device ${toHex(device)} in vault ${toHex(vaultId)}`,
+          { details: { entry: i, index } },
+        );
+      }
+      return entry;
+    });
+  }
+
+  async #checkAndStore(
+    a: PendingAppend,
+    head: LogHead | undefined,
+    entries: readonly Entry[],
+    membershipEntries: readonly MembershipEntry[],
+  ): Promise<AppendResult> {
+    const { vaultId, vaultIdHex, device, deviceHex, request } = a;
+    await this.#checkPermissions(vaultIdHex, deviceHex, entries);
+    const blobs = await this.#checkBlobs(vaultIdHex, entries, request.blobs);
+
+    const entryBytes = request.entries.reduce((n, e) => n + e.length, 0);
+    const newBytes = entryBytes + blobs.reduce((n, b) => n + (b.stored ? 0 : b.bytes.length), 0);
+    const usedBytes = await this.#storage.vaultBytes(vaultIdHex);
+    if (usedBytes + newBytes > this.#limits.maxVaultBytes) {
+      throw new E2ekvError(
+        'TOO_LARGE',
+        `the vault would hold ${usedBytes + newBytes} bytes, over this server's quota of ${this.#limits.maxVaultBytes} bytes per vault`,
+        { details: { used: usedBytes, adding: newBytes, quota: this.#limits.maxVaultBytes } },
+      );
+    }
+
+    const verified = await verifyDeviceCheckpoint(request.checkpoint, vaultId, device);
+    const newSize = request.start + entries.length;
+    if (verified.checkpoint.size !== BigInt(newSize)) {
+      throw new E2ekvError(
+        'MALFORMED',
+        `the checkpoint is for size ${verified.checkpoint.size}, but the log would have ${newSize} entries after this append`,
+        { details: { expected: newSize } },
+      );
+    }
+    const newRoot = verified.checkpoint.root;
+    // Keep only the device's signature: other lines are claims we did not
+    // check, and a forged one would make clients that trust its key reject the note.
+    const note = deviceSignedNote(request.checkpoint, logOrigin(vaultId, device), device);
+    const leaves = request.entries.map((bytes) => leafHash(bytes));
+
+    const tree = await this.#trees.get(vaultIdHex, deviceHex, request.start, true);
+    // The cached tree takes the candidate leaves now; any failure below drops
+    // it, so the next use rebuilds it from storage.
+    let stored = false;
+    try {
+      for (const leaf of leaves) tree.append(leaf);
+      const rootMatches = bytesEqual(tree.root(), newRoot);
+      if (head !== undefined) {
+        try {
+          checkCheckpointProgress(
+            { size: BigInt(head.size), root: head.root },
+            verified.checkpoint,
+            request.consistencyProof,
+          );
+        } catch (error) {
+          if (!isE2ekvError(error) || (error.code !== 'EQUIVOCATION' && error.code !== 'ROLLBACK')) throw error;
+          // The entries extend what is stored and hash to the new root, so the
+          // two checkpoints are consistent and only the proof is wrong: no evidence.
+          if (rootMatches) {
+            throw new E2ekvError(
+              'BAD_PROOF',
+              `the consistency proof from size ${head.size} to ${newSize} does not verify, though the entries match the checkpoint: send PROOF(${head.size}, ${newSize}) of the log`,
+              { cause: error },
+            );
+          }
+          // The same pair sent again is kept once: a retrying device must not fill storage.
+          const known = await this.#storage.listEvidence(vaultIdHex);
+          if (!known.some((e) => e.device === deviceHex && e.first === head.note && e.second === note)) {
+            await this.#storage.addEvidence(vaultIdHex, {
+              device: deviceHex,
+              first: head.note,
+              second: note,
+              recordedAtMs: this.#now(),
+            });
+          }
+          throw new E2ekvError(
+            'EQUIVOCATION',
+            `device ${deviceHex} signed a checkpoint of size ${newSize} that is not consistent with its checkpoint of size ${head.size} stored here; both are kept as evidence`,
+            { cause: error, details: { storedSize: head.size, newSize } },
+          );
+        }
+      }
+      if (!rootMatches) {
+        throw new E2ekvError(
+          'INTEGRITY',
+          `the checkpoint root does not match the entries: the Merkle root of the ${newSize} entries differs from the one the device signed`,
+        );
+      }
+
+      const cosigned = await addNoteSignatures(note, [this.#cosigner]);
+      const batch: AppendBatch = {
+        vaultId: vaultIdHex,
+        device: deviceHex,
+        expectedSize: request.start,
+        entries: request.entries.map((bytes, i): StoredEntry => ({
+          index: request.start + i,
+          bytes,
+          leafHash: leaves[i]!,
+        })),
+        blobs: blobs.filter((b) => !b.stored).map((b) => ({ hash: b.hash, bytes: b.bytes })),
+        head: { device: deviceHex, size: newSize, root: newRoot, note },
+        membership: membershipEntries.map((e) => ({
+          device: deviceHex,
+          index: Number(e.index),
+          bytes: request.entries[Number(e.index) - request.start]!,
+        })),
+      };
+      await this.#storage.append(batch);
+      stored = true;
+      await this.#membership.applyAccepted(vaultIdHex, membershipEntries);
+      return { cosignedCheckpoint: cosigned, size: newSize };
+    } finally {
+      if (!stored) this.#trees.drop(vaultIdHex, deviceHex, tree);
+    }
+  }
+
+  // The writer's role entry by entry: a batch may change its own writer's role.
+  async #checkPermissions(vaultIdHex: string, deviceHex: string, entries: readonly Entry[]): Promise<void> {
+    const current = await this.#membership.state(vaultIdHex);
+    if (current === undefined) throw new E2ekvError('NOT_FOUND', `this server holds no vault ${vaultIdHex}`);
+    const state = current.clone();
+    for (const entry of entries) {
+      const role = state.roleOf(deviceHex);
+      const index = Number(entry.index);
+      if (entry.type === 'data') {
+        if (role !== 'writer' && role !== 'admin') {
+          throw new E2ekvError(
+            'PERMISSION_DENIED',
+            `entry ${index} writes data, but device ${deviceHex} is ${role === undefined ? 'no longer a member' : `a ${role}`} at that point`,
+            { details: { index } },
+          );
+        }
+        continue;
+      }
+      if (role !== 'admin') {
+        throw new E2ekvError(
+          'PERMISSION_DENIED',
+          `entry ${index} changes membership, which only an admin may do; device ${deviceHex} is ${role === undefined ? 'not a member' : `a ${role}`} at that point`,
+          { details: { index } },
+        );
+      }
+      try {
+        assertEnrollableEd25519Key(entry.change.member);
+      } catch (cause) {
+        throw new E2ekvError(
+          'BAD_KEY',
+          `entry ${index} names member ${toHex(entry.change.member)}: ${messageOf(cause)}`,
+          {
+            cause,
+            details: { index },
+          },
+        );
+      }
+      state.applyChange(deviceHex, entry.change);
+    }
+  }
+
+  /**
+   * Pairs every blob reference of the batch with a blob sent along or already
+   * stored, and checks every blob sent is referenced.
+   */
+  async #checkBlobs(
+    vaultIdHex: string,
+    entries: readonly Entry[],
+    sent: readonly Uint8Array[],
+  ): Promise<{ hash: string; bytes: Uint8Array; stored: boolean }[]> {
+    const byHash = new Map<string, { bytes: Uint8Array; position: number; referenced: boolean }>();
+    sent.forEach((bytes, position) => {
+      if (bytes.length > this.#limits.maxBlobBytes) {
+        throw new E2ekvError(
+          'TOO_LARGE',
+          `blob ${position} is ${bytes.length} bytes, this server takes at most ${this.#limits.maxBlobBytes}`,
+          { details: { blob: position, bytes: bytes.length, max: this.#limits.maxBlobBytes } },
+        );
+      }
+      const hash = toHex(sha256(bytes));
+      if (byHash.has(hash)) throw new E2ekvError('MALFORMED', `blob ${position} is sent twice: send each blob once`);
+      byHash.set(hash, { bytes, position, referenced: false });
+    });
+
+    const missing: string[] = [];
+    for (const entry of entries) {
+      if (entry.type !== 'data') continue;
+      for (const [item, { value }] of entry.items.entries()) {
+        if (value.kind !== 'blob') continue;
+        const hash = toHex(value.hash);
+        const where = `entry ${entry.index} item ${item}`;
+        const provided = byHash.get(hash);
+        let length: number;
+        if (provided !== undefined) {
+          provided.referenced = true;
+          length = provided.bytes.length;
+        } else {
+          const existing = await this.#storage.getBlob(vaultIdHex, hash);
+          if (existing === undefined) {
+            missing.push(`${where} references blob ${hash}`);
+            continue;
+          }
+          length = existing.length;
+        }
+        if (length !== value.length) {
+          throw new E2ekvError(
+            'INTEGRITY',
+            `blob hash mismatch: ${where} references blob ${hash} of ${value.length} bytes, but that blob is ${length} bytes`,
+            { details: { index: Number(entry.index), item } },
+          );
+        }
+      }
+    }
+    const unreferenced = [...byHash].filter(([, b]) => !b.referenced);
+    if (missing.length > 0 && unreferenced.length > 0) {
+      // A blob sent in place of a referenced one: its bytes are not what the entry names.
+      throw new E2ekvError(
+        'INTEGRITY',
+        `blob hash mismatch: ${missing[0]}, but blob ${unreferenced[0]![1].position} sent has SHA-256 ${unreferenced[0]![0]}`,
+      );
+    }
+    if (missing.length > 0) {
+      throw new E2ekvError('MALFORMED', `missing blob: ${missing[0]}, which is neither sent nor stored here`);
+    }
+    if (unreferenced.length > 0) {
+      throw new E2ekvError(
+        'MALFORMED',
+        `blob ${unreferenced[0]![1].position} (SHA-256 ${unreferenced[0]![0]}) is not referenced by any entry of the append`,
+      );
+    }
+
+    const result = [];
+    for (const [hash, { bytes }] of byHash) {
+      // Already stored blobs count neither against the quota nor are written again.
+      const stored = (await this.#storage.getBlob(vaultIdHex, hash)) !== undefined;
+      result.push({ hash, bytes, stored });
+    }
+    return result;
+  }
+}
+
+interface PendingAppend {
+  vaultId: Uint8Array;
+  vaultIdHex: string;
+  device: Uint8Array;
+  deviceHex: string;
+  request: AppendRequest;
+}
+
+/** The note reduced to its text and the log key's own signature line (verified by the caller). */
+function deviceSignedNote(checkpoint: string, origin: string, device: Uint8Array): string {
+  const note = parseNote(checkpoint);
+  const keyId = noteKeyId(origin, NOTE_SIG_ED25519, device);
+  return formatNote({
+    text: note.text,
+    signatures: note.signatures.filter((s) => s.name === origin && s.keyId === keyId),
+  });
+}
+
+function parseKey(hex: string, what: string): Uint8Array {
+  if (!HEX_KEY.test(hex)) throw new E2ekvError('INVALID_ARGUMENT', `${what} must be 64 lowercase hex digits`);
+  return fromHex(hex);
+}
+
+function checkIndex(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new E2ekvError('INVALID_ARGUMENT', `${what} must be a non-negative integer`);
+  }
+}
+
+function logKey(vaultIdHex: string, deviceHex: string): string {
+  return `${vaultIdHex}/${deviceHex}`;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Runs tasks one after another per key; tasks of different keys run concurrently. */
+class KeyedLock {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const done = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => done);
+    this.#tails.set(key, tail);
+    await previous;
+    try {
+      return await task();
+    } finally {
+      release();
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    }
+  }
+}
+
+/**
+ * Each log's Merkle tree, rebuilt from storage on first use, least recently
+ * used dropped first. A tree may run ahead of storage while an append is being
+ * checked (the append drops it if it fails); proofs are only asked for sizes
+ * storage holds.
+ */
+class TreeCache {
+  readonly #storage: StorageAdapter;
+  readonly #max: number;
+  readonly #trees = new Map<string, { pending: Promise<MerkleTree>; tree?: MerkleTree }>();
+
+  constructor(storage: StorageAdapter, max: number) {
+    this.#storage = storage;
+    this.#max = Math.max(1, max);
+  }
+
+  /**
+   * The log's tree, with exactly `size` leaves when `exact` (for appending to
+   * it), else at least `size` leaves.
+   */
+  async get(vaultIdHex: string, deviceHex: string, size: number, exact: boolean): Promise<MerkleTree> {
+    const key = logKey(vaultIdHex, deviceHex);
+    let cached = this.#trees.get(key);
+    if (cached !== undefined) {
+      this.#trees.delete(key); // re-inserted below as the most recently used
+    } else {
+      cached = this.#load(key, vaultIdHex, deviceHex);
+    }
+    this.#trees.set(key, cached);
+    while (this.#trees.size > this.#max) this.#trees.delete(this.#trees.keys().next().value!);
+    const tree = await cached.pending;
+    if (exact ? tree.size === size : tree.size >= size) return tree;
+    // Built before storage grew, or holding leaves of a failed append: build it again.
+    if (this.#trees.get(key) === cached) this.#trees.delete(key);
+    const fresh = this.#load(key, vaultIdHex, deviceHex);
+    this.#trees.set(key, fresh);
+    const rebuilt = await fresh.pending;
+    if (exact ? rebuilt.size !== size : rebuilt.size < size) {
+      if (this.#trees.get(key) === fresh) this.#trees.delete(key);
+      throw new E2ekvError('INTERNAL', `storage holds ${rebuilt.size} leaf hashes for a log of size ${size}`);
+    }
+    return rebuilt;
+  }
+
+  /** Forgets a tree that took leaves storage did not accept. */
+  drop(vaultIdHex: string, deviceHex: string, tree: MerkleTree): void {
+    const key = logKey(vaultIdHex, deviceHex);
+    if (this.#trees.get(key)?.tree === tree) this.#trees.delete(key);
+  }
+
+  #load(key: string, vaultIdHex: string, deviceHex: string): { pending: Promise<MerkleTree>; tree?: MerkleTree } {
+    const entry: { pending: Promise<MerkleTree>; tree?: MerkleTree } = {
+      pending: this.#storage.getLeafHashes(vaultIdHex, deviceHex).then((leaves) => {
+        const tree = new MerkleTree(leaves);
+        entry.tree = tree;
+        return tree;
+      }),
+    };
+    // A failed load is not remembered; the caller sees the failure through `pending`.
+    entry.pending.catch(() => {
+      if (this.#trees.get(key) === entry) this.#trees.delete(key);
+    });
+    return entry;
+  }
+}
+
+/** Token buckets per key: `capacity` tokens, refilled at capacity per `periodMs`. */
+class TokenBuckets {
+  readonly #capacity: number;
+  readonly #perMs: number;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(capacity: number, periodMs: number) {
+    this.#capacity = capacity;
+    this.#perMs = capacity / periodMs;
+  }
+
+  take(key: string, now: number): boolean {
+    const bucket = this.#buckets.get(key);
+    const tokens =
+      bucket === undefined
+        ? this.#capacity
+        : Math.min(this.#capacity, bucket.tokens + Math.max(0, now - bucket.at) * this.#perMs);
+    if (tokens < 1) {
+      if (bucket !== undefined) Object.assign(bucket, { tokens, at: now });
+      return false;
+    }
+    this.#buckets.set(key, { tokens: tokens - 1, at: now });
+    if (this.#buckets.size > 10_000) this.#forgetFull(now);
+    return true;
+  }
+
+  // A full bucket is the same as none: forgetting those bounds memory by the
+  // devices active within the last period.
+  #forgetFull(now: number): void {
+    for (const [key, bucket] of this.#buckets) {
+      if (bucket.tokens + (now - bucket.at) * this.#perMs >= this.#capacity) this.#buckets.delete(key);
+    }
+  }
+}

@@ -1,0 +1,348 @@
+/**
+ * HTTP wiring of the replica: express routes under /v1, authentication of every
+ * vault route by device signature, membership checks for reads, and the one
+ * error handler that turns codes into statuses. Verification lives in
+ * accept.ts; this file only moves bytes between HTTP and the acceptor.
+ */
+import { randomUUID } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import {
+  E2ekvError,
+  encodeEntriesResponse,
+  encodeVaultStateResponse,
+  formatCosignerVkey,
+  fromUtf8,
+  parseAppendRequest,
+  parseCreateVaultRequest,
+  toBase64,
+  toHex,
+  verifyGenesis,
+} from '@e2ekv/protocol';
+import type { Acceptor } from './accept.js';
+import type { RequestAuthenticator } from './auth.js';
+import type { EventHub } from './events.js';
+import { errorBody, httpStatus, toE2ekvError } from './http-errors.js';
+import type { ServerLimits } from './limits.js';
+import type { Logger } from './log.js';
+import type { MembershipCache } from './membership.js';
+import type { ServerMetrics } from './metrics.js';
+import type { StorageAdapter } from './storage/adapter.js';
+
+export interface AppContext {
+  version: string;
+  storage: StorageAdapter;
+  acceptor: Acceptor;
+  authenticator: RequestAuthenticator;
+  membership: MembershipCache;
+  events: EventHub;
+  metrics: ServerMetrics;
+  logger: Logger;
+  limits: ServerLimits;
+  cosigner: { name: string; publicKey: Uint8Array };
+  /** False while starting or draining: /readyz answers 503. */
+  isReady: () => boolean;
+}
+
+type Role = 'reader' | 'writer' | 'admin';
+
+interface Locals {
+  requestId: string;
+  route: string;
+  device?: string;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function locals(res: Response): Locals {
+  return res.locals as Locals;
+}
+
+function bodyBytes(req: Request): Uint8Array {
+  return Buffer.isBuffer(req.body)
+    ? new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.length)
+    : new Uint8Array(0);
+}
+
+function jsonBody(req: Request): unknown {
+  const bytes = bodyBytes(req);
+  try {
+    return JSON.parse(fromUtf8(bytes, 'request body'));
+  } catch (cause) {
+    throw new E2ekvError('MALFORMED', 'the request body is not JSON', { cause });
+  }
+}
+
+function param(req: Request, name: string): string {
+  const value = req.params[name];
+  if (typeof value !== 'string' || !HEX64.test(value)) {
+    throw new E2ekvError('MALFORMED', `${name} must be 64 lowercase hex digits`);
+  }
+  return value;
+}
+
+function queryIndex(req: Request, name: string, fallback?: number): number {
+  const raw = req.query[name];
+  if (raw === undefined && fallback !== undefined) return fallback;
+  if (typeof raw !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(raw)) {
+    throw new E2ekvError('MALFORMED', `query parameter ${name} must be a non-negative integer`);
+  }
+  return Number(raw);
+}
+
+export function createApp(ctx: AppContext): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  // Request id, metrics and one log line per request.
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    const incoming = req.get('x-request-id');
+    const requestId = incoming !== undefined && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    Object.assign(res.locals, { requestId, route: 'unmatched' } satisfies Locals);
+    res.setHeader('x-request-id', requestId);
+    res.on('finish', () => {
+      const l = locals(res);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      ctx.metrics.requests.inc({ route: l.route, method: req.method, status: String(res.statusCode) });
+      ctx.metrics.latency.observe(seconds, { route: l.route });
+      ctx.logger.log(res.statusCode >= 500 ? 'error' : 'info', 'request', {
+        requestId,
+        method: req.method,
+        route: l.route,
+        status: res.statusCode,
+        ms: Math.round(seconds * 1e6) / 1e3,
+        ...(l.device === undefined ? {} : { device: l.device }),
+      });
+    });
+    next();
+  });
+
+  // Bodies are read as bytes: the request signature covers their exact hash.
+  app.use(express.raw({ type: () => true, limit: ctx.limits.maxBodyBytes }));
+
+  const route =
+    (name: string, handler: (req: Request, res: Response) => Promise<void> | void) =>
+    async (req: Request, res: Response, next: NextFunction) => {
+      locals(res).route = name;
+      try {
+        await handler(req, res);
+      } catch (error) {
+        next(error);
+      }
+    };
+
+  async function authenticate(req: Request, res: Response): Promise<string> {
+    const { deviceHex } = await ctx.authenticator.authenticate({
+      method: req.method,
+      path: req.originalUrl,
+      body: bodyBytes(req),
+      authorization: req.get('authorization'),
+    });
+    locals(res).device = deviceHex;
+    return deviceHex;
+  }
+
+  /** Authenticates and checks the device holds one of `roles` in the vault. */
+  async function member(
+    req: Request,
+    res: Response,
+    roles: readonly Role[],
+  ): Promise<{ vaultId: string; device: string }> {
+    const device = await authenticate(req, res);
+    const vaultId = param(req, 'vault');
+    if ((await ctx.storage.getGenesis(vaultId)) === undefined) {
+      throw new E2ekvError('NOT_FOUND', `this server holds no vault ${vaultId}`);
+    }
+    const role = await ctx.membership.roleOf(vaultId, device);
+    if (role === undefined || !roles.includes(role)) {
+      throw new E2ekvError('PERMISSION_DENIED', `device ${device} is not a ${roles.join(' or ')} of this vault`);
+    }
+    return { vaultId, device };
+  }
+  const anyRole: readonly Role[] = ['reader', 'writer', 'admin'];
+
+  app.get(
+    '/healthz',
+    route('healthz', (_req, res) => {
+      res.json({ status: 'ok' });
+    }),
+  );
+  app.get(
+    '/readyz',
+    route('readyz', (_req, res) => {
+      res.status(ctx.isReady() ? 200 : 503).json({ status: ctx.isReady() ? 'ready' : 'not ready' });
+    }),
+  );
+  app.get(
+    '/metrics',
+    route('metrics', (_req, res) => {
+      ctx.metrics.eventStreams.set(ctx.events.size);
+      res.type('text/plain; version=0.0.4').send(ctx.metrics.registry.render());
+    }),
+  );
+
+  app.get(
+    '/v1/info',
+    route('info', (_req, res) => {
+      res.json({
+        name: 'e2ekv-server',
+        version: ctx.version,
+        protocolVersions: [1],
+        cosigner: {
+          name: ctx.cosigner.name,
+          publicKey: toBase64(ctx.cosigner.publicKey),
+          vkey: formatCosignerVkey(ctx.cosigner.name, ctx.cosigner.publicKey),
+        },
+        limits: ctx.limits,
+      });
+    }),
+  );
+
+  app.post(
+    '/v1/vaults',
+    route('create-vault', async (req, res) => {
+      const device = await authenticate(req, res);
+      const { genesis } = parseCreateVaultRequest(jsonBody(req));
+      const verified = await verifyGenesis(genesis);
+      if (toHex(verified.genesis.creator) !== device) {
+        throw new E2ekvError('PERMISSION_DENIED', 'a vault is created by the device that signed its genesis');
+      }
+      const { vaultId, created } = await ctx.acceptor.createVault(genesis);
+      res.status(created ? 201 : 200).json({ vaultId });
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault',
+    route('vault', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      const genesis = (await ctx.storage.getGenesis(vaultId))!;
+      const heads = await ctx.storage.listHeads(vaultId);
+      res.json(
+        encodeVaultStateResponse({
+          genesis,
+          logs: heads.map((h) => ({ device: h.device, size: h.size, root: h.root })),
+        }),
+      );
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault/members',
+    route('members', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      const entries = await ctx.storage.listMembership(vaultId);
+      res.json({
+        members: await ctx.membership.members(vaultId),
+        entries: entries.map((e) => ({ device: e.device, index: e.index, entry: toBase64(e.bytes) })),
+      });
+    }),
+  );
+
+  app.post(
+    '/v1/vaults/:vault/logs/:device/append',
+    route('append', async (req, res) => {
+      const device = await authenticate(req, res);
+      const vaultId = param(req, 'vault');
+      const logDevice = param(req, 'device');
+      if (logDevice !== device) {
+        throw new E2ekvError('PERMISSION_DENIED', 'a device appends only to its own log');
+      }
+      const request = parseAppendRequest(jsonBody(req));
+      const { cosignedCheckpoint, size } = await ctx.acceptor.append(vaultId, device, request);
+      ctx.metrics.appends.inc();
+      ctx.metrics.entries.inc({}, request.entries.length);
+      ctx.metrics.storageBytes.add(
+        request.entries.reduce((n, e) => n + e.length, 0) + request.blobs.reduce((n, b) => n + b.length, 0),
+      );
+      ctx.events.publish(vaultId, { device, size });
+      res.json({ checkpoint: cosignedCheckpoint });
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault/logs/:device/checkpoint',
+    route('checkpoint', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      const head = await ctx.acceptor.cosignedHead(vaultId, param(req, 'device'));
+      if (head === undefined)
+        throw new E2ekvError('NOT_FOUND', 'this server holds no entries of that device in this vault');
+      res.type('text/plain; charset=utf-8').send(head.note);
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault/logs/:device/entries',
+    route('entries', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      const device = param(req, 'device');
+      const start = queryIndex(req, 'start', 0);
+      const end = queryIndex(req, 'end', start + ctx.limits.maxBatchEntries);
+      const proofFrom = req.query['proofFrom'] === undefined ? undefined : queryIndex(req, 'proofFrom');
+      const result = await ctx.acceptor.entries(vaultId, device, start, end, proofFrom);
+      res.json(encodeEntriesResponse(result));
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault/blobs/:hash',
+    route('blob', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      const blob = await ctx.storage.getBlob(vaultId, param(req, 'hash'));
+      if (blob === undefined) throw new E2ekvError('NOT_FOUND', 'no such blob in this vault');
+      res.type('application/octet-stream').send(Buffer.from(blob));
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault/evidence',
+    route('evidence', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      res.json({ evidence: await ctx.storage.listEvidence(vaultId) });
+    }),
+  );
+
+  app.get(
+    '/v1/vaults/:vault/events',
+    route('events', async (req, res) => {
+      const { vaultId } = await member(req, res, anyRole);
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+      });
+      res.write(': e2ekv checkpoint events\n\n');
+      ctx.metrics.eventStreams.add(1);
+      ctx.events.subscribe(vaultId, res, () => ctx.metrics.eventStreams.add(-1));
+    }),
+  );
+
+  app.use(
+    route('unmatched', () => {
+      throw new E2ekvError('NOT_FOUND', 'no such endpoint: see server/API.md');
+    }),
+  );
+
+  // The single place where errors become responses.
+  app.use((error: unknown, _req: Request, res: Response, next: NextFunction) => {
+    void next;
+    const e = toE2ekvError(error);
+    const status = httpStatus(e.code);
+    if (status >= 500)
+      ctx.logger.log('error', 'request failed', {
+        requestId: locals(res).requestId,
+        error: String(error),
+        stack: (error as Error)?.stack,
+      });
+    ctx.metrics.rejections.inc({ code: e.code });
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.status(status).json(errorBody(e));
+  });
+
+  return app;
+}

@@ -1,0 +1,160 @@
+/**
+ * Authentication of vault requests by device signature (SPEC.md section 18):
+ * which device asks, and that the request is fresh, unaltered and meant for
+ * this replica. What the device may do is membership.ts's question.
+ */
+import {
+  E2ekvError,
+  assertEnrollableEd25519Key,
+  ed25519Verify,
+  isE2ekvError,
+  parseAuthorization,
+  requestSignatureInput,
+  toHex,
+} from '@e2ekv/protocol';
+import type { RequestAuthorization } from '@e2ekv/protocol';
+
+export interface RequestAuthenticatorOptions {
+  /** This server's cosigner public key: requests signed for another replica fail. */
+  audience: Uint8Array;
+  /** Clock difference tolerated either side, in ms. */
+  windowMs: number;
+  now?: () => number;
+  /** How many (device, nonce) pairs to remember at most; default 1,000,000. */
+  maxRememberedNonces?: number;
+}
+
+export interface RequestToAuthenticate {
+  /** HTTP method, uppercase. */
+  method: string;
+  /** Path and query exactly as received. */
+  path: string;
+  body: Uint8Array;
+  /** The Authorization header, undefined when absent. */
+  authorization: string | undefined;
+}
+
+export interface AuthenticatedDevice {
+  device: Uint8Array;
+  /** The device key in lowercase hex, as vaults and logs name it. */
+  deviceHex: string;
+}
+
+export const DEFAULT_MAX_REMEMBERED_NONCES = 1_000_000;
+
+export class RequestAuthenticator {
+  readonly #audience: Uint8Array;
+  readonly #windowMs: number;
+  readonly #now: () => number;
+  readonly #maxNonces: number;
+  // "device/nonce" -> when it may be forgotten. Insertion order is expiry order
+  // (every entry lives 2 x window from its arrival), so expired ones are at the front.
+  readonly #nonces = new Map<string, number>();
+
+  constructor(options: RequestAuthenticatorOptions) {
+    if (!Number.isFinite(options.windowMs) || options.windowMs <= 0) {
+      throw new E2ekvError('INVALID_ARGUMENT', 'windowMs must be a positive number of milliseconds');
+    }
+    this.#audience = options.audience.slice();
+    this.#windowMs = options.windowMs;
+    this.#now = options.now ?? Date.now;
+    this.#maxNonces = options.maxRememberedNonces ?? DEFAULT_MAX_REMEMBERED_NONCES;
+  }
+
+  /** Nonces currently remembered (for metrics and tests). */
+  get rememberedNonces(): number {
+    return this.#nonces.size;
+  }
+
+  /** The device that signed the request; UNAUTHENTICATED (or RATE_LIMITED) otherwise. */
+  async authenticate(request: RequestToAuthenticate): Promise<AuthenticatedDevice> {
+    if (request.authorization === undefined || request.authorization === '') {
+      throw unauthenticated('this request needs an Authorization header signed by a member device');
+    }
+    let auth: RequestAuthorization;
+    try {
+      auth = parseAuthorization(request.authorization);
+    } catch (cause) {
+      throw unauthenticated(isE2ekvError(cause) ? cause.message : 'the Authorization header does not parse', cause);
+    }
+    const deviceHex = toHex(auth.device);
+    try {
+      assertEnrollableEd25519Key(auth.device);
+    } catch (cause) {
+      throw unauthenticated(`the device key ${deviceHex} cannot sign requests: ${messageOf(cause)}`, cause);
+    }
+
+    const now = this.#now();
+    const skewMs = Number(auth.timestampMs) - now;
+    if (Math.abs(skewMs) > this.#windowMs) {
+      const seconds = Math.round(Math.abs(skewMs) / 1000);
+      throw unauthenticated(
+        `the request time is ${seconds} s ${skewMs > 0 ? 'ahead of' : 'behind'} this server's clock: check the device clock`,
+        undefined,
+        { skewMs },
+      );
+    }
+
+    let input: Uint8Array;
+    try {
+      input = requestSignatureInput({
+        audience: this.#audience,
+        device: auth.device,
+        timestampMs: auth.timestampMs,
+        nonce: auth.nonce,
+        method: request.method,
+        path: request.path,
+        body: request.body,
+      });
+    } catch (cause) {
+      throw unauthenticated(`the request cannot have been signed: ${messageOf(cause)}`, cause);
+    }
+    if (!(await ed25519Verify(auth.device, input, auth.signature))) {
+      throw unauthenticated(
+        'the request signature does not verify: sign the method, path, body, time and nonce for this server (its cosigner key from /v1/info)',
+      );
+    }
+
+    // No await from here on: checking and remembering the nonce happen as one
+    // step, so two copies of one request in flight cannot both pass.
+    const key = `${deviceHex}/${toHex(auth.nonce)}`;
+    const at = this.#now();
+    this.#forgetExpired(at);
+    if (this.#nonces.has(key)) {
+      throw unauthenticated('replayed request: sign every request with a fresh nonce');
+    }
+    if (this.#nonces.size >= this.#maxNonces) {
+      // Forgetting an unexpired nonce would let its request be replayed.
+      throw new E2ekvError(
+        'RATE_LIMITED',
+        'this server is handling too many requests to detect replays: retry shortly',
+      );
+    }
+    this.#nonces.set(key, at + 2 * this.#windowMs);
+    return { device: auth.device, deviceHex };
+  }
+
+  #forgetExpired(now: number): void {
+    for (const [key, expiresAt] of this.#nonces) {
+      // A clock that stepped back leaves later entries unsorted; they are then
+      // kept a little longer, never forgotten early.
+      if (expiresAt > now) return;
+      this.#nonces.delete(key);
+    }
+  }
+}
+
+function unauthenticated(
+  message: string,
+  cause?: unknown,
+  details?: Readonly<Record<string, string | number | boolean>>,
+): E2ekvError {
+  return new E2ekvError('UNAUTHENTICATED', message, {
+    ...(cause === undefined ? {} : { cause }),
+    ...(details === undefined ? {} : { details }),
+  });
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,558 @@
+/**
+ * The replica's durable storage: one SQLite database in WAL mode with
+ * synchronous=FULL, so that a write whose promise resolved is in the fsynced
+ * log and survives the process being killed or the machine losing power.
+ *
+ * One connection, and one operation on it at a time: a transaction spans
+ * several awaited statements, and another caller's statement must never land
+ * inside it. Readers therefore queue behind writers; a separate read connection
+ * is the way out if that ever shows up in profiles.
+ */
+import { E2ekvError } from '@e2ekv/protocol';
+import sqlite3 from 'sqlite3';
+import type { AppendBatch, Evidence, LogHead, StorageAdapter, StoredEntry } from './adapter.js';
+import {
+  checkAppendBatch,
+  checkEntryRange,
+  checkEvidence,
+  checkVaultId,
+  sizeConflict,
+  storageClosed,
+  vaultNotFound,
+} from './validate.js';
+
+export interface SqliteStorageOptions {
+  /** How long a write waits for another connection's lock before failing with UNAVAILABLE (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+/** The connection settings durability depends on, as SQLite reports them. */
+export interface SqliteSettings {
+  journalMode: string;
+  /** 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
+  synchronous: number;
+  foreignKeys: boolean;
+}
+
+export interface SqliteStorage extends StorageAdapter {
+  /** The schema version of the open database (SCHEMA_VERSION once open succeeded). */
+  readonly schemaVersion: number;
+  /** For startup logs and tests: what SQLite says the durability settings are. */
+  settings(): Promise<SqliteSettings>;
+}
+
+// ---------------------------------------------------------------------------
+// A promise face for the callback API of the sqlite3 package. Errors leave it
+// raw; the adapter wraps them, because only it knows what was being attempted.
+
+type SqlValue = string | number | Buffer | null;
+
+class Connection {
+  private constructor(private readonly db: sqlite3.Database) {}
+
+  static open(file: string): Promise<Connection> {
+    return new Promise((resolve, reject) => {
+      const db = new sqlite3.Database(file, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, (error) => {
+        if (error === null) resolve(new Connection(db));
+        else reject(error);
+      });
+    });
+  }
+
+  setBusyTimeout(ms: number): void {
+    this.db.configure('busyTimeout', ms);
+  }
+
+  run(sql: string, params: readonly SqlValue[] = []): Promise<{ changes: number }> {
+    return new Promise((resolve, reject) => {
+      this.db.run(sql, params, function (this: sqlite3.RunResult, error: Error | null) {
+        if (error === null) resolve({ changes: this.changes });
+        else reject(error);
+      });
+    });
+  }
+
+  get<Row>(sql: string, params: readonly SqlValue[] = []): Promise<Row | undefined> {
+    return new Promise((resolve, reject) => {
+      this.db.get<Row>(sql, params, (error: Error | null, row: Row | undefined) => {
+        if (error === null) resolve(row);
+        else reject(error);
+      });
+    });
+  }
+
+  all<Row>(sql: string, params: readonly SqlValue[] = []): Promise<Row[]> {
+    return new Promise((resolve, reject) => {
+      this.db.all<Row>(sql, params, (error: Error | null, rows: Row[]) => {
+        if (error === null) resolve(rows);
+        else reject(error);
+      });
+    });
+  }
+
+  exec(sql: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.db.exec(sql, (error: Error | null) => {
+        if (error === null) resolve();
+        else reject(error);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.db.close((error) => {
+        if (error === null) resolve();
+        else reject(error);
+      });
+    });
+  }
+
+  /** Runs `work` in a transaction that takes the write lock at once, so checks inside it stay true until COMMIT. */
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    await this.exec('BEGIN IMMEDIATE');
+    try {
+      const result = await work();
+      await this.exec('COMMIT');
+      return result;
+    } catch (error) {
+      // SQLite has already rolled back after some errors (a full disk, for
+      // one); the original error is the one worth reporting either way.
+      await this.exec('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+// sqlite3 binds Buffers as BLOBs; wrapping shares the caller's memory instead of copying it.
+function blob(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+// Rows come back as Buffers; callers get plain Uint8Arrays, like from every other adapter.
+function bytesOf(value: Buffer): Uint8Array {
+  return new Uint8Array(value);
+}
+
+// Errors that mean "not now" rather than "something is wrong": a caller may retry later.
+const TRANSIENT_SQLITE_CODES = new Set([
+  'SQLITE_BUSY',
+  'SQLITE_LOCKED',
+  'SQLITE_FULL',
+  'SQLITE_IOERR',
+  'SQLITE_CANTOPEN',
+]);
+
+function wrapError(error: unknown, action: string): E2ekvError {
+  if (error instanceof E2ekvError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const sqliteCode = typeof code === 'string' ? code : 'unknown';
+  const reason = error instanceof Error ? error.message : String(error);
+  if (sqliteCode === 'SQLITE_BUSY') {
+    return new E2ekvError('UNAVAILABLE', `storage busy: could not ${action} before the busy timeout (${reason})`, {
+      cause: error,
+      details: { sqliteCode },
+    });
+  }
+  const errorCode = TRANSIENT_SQLITE_CODES.has(sqliteCode) ? 'UNAVAILABLE' : 'INTERNAL';
+  return new E2ekvError(errorCode, `storage failed to ${action}: ${reason}`, { cause: error, details: { sqliteCode } });
+}
+
+// ---------------------------------------------------------------------------
+// Schema. Migration N takes the database from user_version N to N + 1, each in
+// its own transaction; they are append-only once released. No IF NOT EXISTS:
+// running one twice must fail loudly rather than half-succeed.
+
+type Migration = (connection: Connection) => Promise<void>;
+
+const migrations: readonly Migration[] = [
+  async (connection) => {
+    await connection.exec(`
+      CREATE TABLE vaults (
+        vault_id TEXT PRIMARY KEY,
+        genesis BLOB NOT NULL,
+        -- Entry and blob bytes, kept up to date by append so quotas need no SUM over the vault.
+        stored_bytes INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+
+      CREATE TABLE heads (
+        vault_id TEXT NOT NULL REFERENCES vaults (vault_id),
+        device TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (vault_id, device)
+      ) STRICT;
+
+      -- The primary key's index serves range reads. leaf_hash comes before bytes
+      -- so that reading hashes can stop before a large entry's overflow pages.
+      CREATE TABLE entries (
+        vault_id TEXT NOT NULL REFERENCES vaults (vault_id),
+        device TEXT NOT NULL,
+        entry_index INTEGER NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (vault_id, device, entry_index)
+      ) STRICT;
+
+      CREATE TABLE blobs (
+        vault_id TEXT NOT NULL REFERENCES vaults (vault_id),
+        hash TEXT NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (vault_id, hash)
+      ) STRICT;
+
+      -- AUTOINCREMENT: sequence numbers are never reused, so they keep giving
+      -- acceptance order even if rows are ever deleted.
+      CREATE TABLE membership (
+        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        vault_id TEXT NOT NULL,
+        device TEXT NOT NULL,
+        entry_index INTEGER NOT NULL,
+        bytes BLOB NOT NULL,
+        UNIQUE (vault_id, device, entry_index),
+        FOREIGN KEY (vault_id, device, entry_index) REFERENCES entries (vault_id, device, entry_index)
+      ) STRICT;
+      CREATE INDEX membership_by_vault ON membership (vault_id, sequence);
+
+      CREATE TABLE evidence (
+        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        vault_id TEXT NOT NULL REFERENCES vaults (vault_id),
+        device TEXT NOT NULL,
+        first_note TEXT NOT NULL,
+        second_note TEXT NOT NULL,
+        recorded_at_ms INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX evidence_by_vault ON evidence (vault_id, sequence);
+    `);
+  },
+];
+
+/** The schema version this code creates and understands. */
+export const SCHEMA_VERSION = migrations.length;
+
+async function readSchemaVersion(connection: Connection): Promise<number> {
+  const row = await connection.get<{ user_version: number }>('PRAGMA user_version');
+  return row?.user_version ?? 0;
+}
+
+function tooNew(file: string, version: number): E2ekvError {
+  return new E2ekvError(
+    'UNSUPPORTED_VERSION',
+    `the database ${file} has schema version ${version}, but this e2ekv-server only knows versions up to ` +
+      `${SCHEMA_VERSION}: it was written by a newer release. Upgrade e2ekv-server to open it.`,
+    { details: { schemaVersion: version, supportedVersion: SCHEMA_VERSION } },
+  );
+}
+
+async function migrate(connection: Connection, file: string): Promise<number> {
+  for (;;) {
+    // The version is read inside the transaction, so two servers opening the
+    // same new file at once cannot both apply a migration.
+    const done = await connection.transaction(async () => {
+      const version = await readSchemaVersion(connection);
+      if (version > SCHEMA_VERSION) throw tooNew(file, version);
+      if (version === SCHEMA_VERSION) return true;
+      await migrations[version]!(connection);
+      await connection.exec(`PRAGMA user_version = ${version + 1}`);
+      return false;
+    });
+    if (done) return SCHEMA_VERSION;
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+// Stays well under SQLite's limit on bound parameters per statement.
+const MAX_PARAMS_PER_STATEMENT = 999;
+
+/** Inserts rows with as few statements as the parameter limit allows. */
+async function insertRows(connection: Connection, table: string, columns: readonly string[], rows: SqlValue[][]) {
+  const rowsPerStatement = Math.floor(MAX_PARAMS_PER_STATEMENT / columns.length);
+  const placeholder = `(${columns.map(() => '?').join(', ')})`;
+  for (let start = 0; start < rows.length; start += rowsPerStatement) {
+    const chunk = rows.slice(start, start + rowsPerStatement);
+    await connection.run(
+      `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${chunk.map(() => placeholder).join(', ')}`,
+      chunk.flat(),
+    );
+  }
+}
+
+interface HeadRow {
+  device: string;
+  size: number;
+  root: Buffer;
+  note: string;
+}
+
+function headOf(row: HeadRow): LogHead {
+  return { device: row.device, size: row.size, root: bytesOf(row.root), note: row.note };
+}
+
+class SqliteStorageAdapter implements SqliteStorage {
+  // The tail of the queue every operation joins; it never rejects.
+  #queue: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly connection: Connection,
+    readonly schemaVersion: number,
+  ) {}
+
+  /** Runs `work` after everything queued before it, and turns any failure into an E2ekvError. */
+  #enqueue<T>(action: string, work: (connection: Connection) => Promise<T>): Promise<T> {
+    if (this.#closing !== undefined) return Promise.reject(storageClosed());
+    const result = this.#queue
+      .then(() => work(this.connection))
+      .catch((error: unknown) => {
+        throw wrapError(error, action);
+      });
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  settings(): Promise<SqliteSettings> {
+    return this.#enqueue('read settings', async (db) => {
+      const journal = await db.get<{ journal_mode: string }>('PRAGMA journal_mode');
+      const synchronous = await db.get<{ synchronous: number }>('PRAGMA synchronous');
+      const foreignKeys = await db.get<{ foreign_keys: number }>('PRAGMA foreign_keys');
+      return {
+        journalMode: journal?.journal_mode ?? '',
+        synchronous: synchronous?.synchronous ?? -1,
+        foreignKeys: foreignKeys?.foreign_keys === 1,
+      };
+    });
+  }
+
+  async createVault(vaultId: string, genesis: Uint8Array): Promise<'created' | 'exists'> {
+    checkVaultId(vaultId);
+    if (!(genesis instanceof Uint8Array)) throw new E2ekvError('INVALID_ARGUMENT', 'the genesis must be a Uint8Array');
+    return this.#enqueue('create a vault', async (db) => {
+      const { changes } = await db.run('INSERT OR IGNORE INTO vaults (vault_id, genesis) VALUES (?, ?)', [
+        vaultId,
+        blob(genesis),
+      ]);
+      return changes === 1 ? 'created' : 'exists';
+    });
+  }
+
+  getGenesis(vaultId: string): Promise<Uint8Array | undefined> {
+    return this.#enqueue('read a genesis', async (db) => {
+      const row = await db.get<{ genesis: Buffer }>('SELECT genesis FROM vaults WHERE vault_id = ?', [vaultId]);
+      return row === undefined ? undefined : bytesOf(row.genesis);
+    });
+  }
+
+  listVaults(): Promise<string[]> {
+    return this.#enqueue('list vaults', async (db) => {
+      const rows = await db.all<{ vault_id: string }>('SELECT vault_id FROM vaults ORDER BY vault_id');
+      return rows.map((row) => row.vault_id);
+    });
+  }
+
+  getHead(vaultId: string, device: string): Promise<LogHead | undefined> {
+    return this.#enqueue('read a log head', async (db) => {
+      const row = await db.get<HeadRow>(
+        'SELECT device, size, root, note FROM heads WHERE vault_id = ? AND device = ?',
+        [vaultId, device],
+      );
+      return row === undefined ? undefined : headOf(row);
+    });
+  }
+
+  listHeads(vaultId: string): Promise<LogHead[]> {
+    return this.#enqueue('list log heads', async (db) => {
+      const rows = await db.all<HeadRow>(
+        'SELECT device, size, root, note FROM heads WHERE vault_id = ? ORDER BY device',
+        [vaultId],
+      );
+      return rows.map(headOf);
+    });
+  }
+
+  async append(batch: AppendBatch): Promise<void> {
+    checkAppendBatch(batch);
+    const { vaultId, device, expectedSize } = batch;
+    return this.#enqueue('append to a log', (db) =>
+      db.transaction(async () => {
+        const vault = await db.get<{ stored_bytes: number }>('SELECT stored_bytes FROM vaults WHERE vault_id = ?', [
+          vaultId,
+        ]);
+        if (vault === undefined) throw vaultNotFound(vaultId);
+        const head = await db.get<{ size: number }>('SELECT size FROM heads WHERE vault_id = ? AND device = ?', [
+          vaultId,
+          device,
+        ]);
+        const actualSize = head?.size ?? 0;
+        if (actualSize !== expectedSize) throw sizeConflict(expectedSize, actualSize);
+
+        let addedBytes = 0;
+        await insertRows(
+          db,
+          'entries',
+          ['vault_id', 'device', 'entry_index', 'leaf_hash', 'bytes'],
+          batch.entries.map((entry) => {
+            addedBytes += entry.bytes.length;
+            return [vaultId, device, entry.index, blob(entry.leafHash), blob(entry.bytes)];
+          }),
+        );
+        for (const { hash, bytes } of batch.blobs) {
+          const { changes } = await db.run('INSERT OR IGNORE INTO blobs (vault_id, hash, bytes) VALUES (?, ?, ?)', [
+            vaultId,
+            hash,
+            blob(bytes),
+          ]);
+          if (changes === 1) addedBytes += bytes.length;
+        }
+        // One multi-row INSERT numbers its rows in the order listed: acceptance order.
+        await insertRows(
+          db,
+          'membership',
+          ['vault_id', 'device', 'entry_index', 'bytes'],
+          batch.membership.map((member) => [vaultId, member.device, member.index, blob(member.bytes)]),
+        );
+        await db.run(
+          `INSERT INTO heads (vault_id, device, size, root, note) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (vault_id, device) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note`,
+          [vaultId, device, batch.head.size, blob(batch.head.root), batch.head.note],
+        );
+        await db.run('UPDATE vaults SET stored_bytes = stored_bytes + ? WHERE vault_id = ?', [addedBytes, vaultId]);
+      }),
+    );
+  }
+
+  async getEntries(vaultId: string, device: string, start: number, end: number): Promise<StoredEntry[]> {
+    checkEntryRange(start, end);
+    if (start >= end) return this.#enqueue('read entries', async () => []);
+    return this.#enqueue('read entries', async (db) => {
+      const rows = await db.all<{ entry_index: number; bytes: Buffer; leaf_hash: Buffer }>(
+        `SELECT entry_index, bytes, leaf_hash FROM entries
+         WHERE vault_id = ? AND device = ? AND entry_index >= ? AND entry_index < ? ORDER BY entry_index`,
+        [vaultId, device, start, end],
+      );
+      return rows.map((row) => ({
+        index: row.entry_index,
+        bytes: bytesOf(row.bytes),
+        leafHash: bytesOf(row.leaf_hash),
+      }));
+    });
+  }
+
+  getLeafHashes(vaultId: string, device: string): Promise<Uint8Array[]> {
+    return this.#enqueue('read leaf hashes', async (db) => {
+      const rows = await db.all<{ leaf_hash: Buffer }>(
+        'SELECT leaf_hash FROM entries WHERE vault_id = ? AND device = ? ORDER BY entry_index',
+        [vaultId, device],
+      );
+      return rows.map((row) => bytesOf(row.leaf_hash));
+    });
+  }
+
+  getBlob(vaultId: string, hash: string): Promise<Uint8Array | undefined> {
+    return this.#enqueue('read a blob', async (db) => {
+      const row = await db.get<{ bytes: Buffer }>('SELECT bytes FROM blobs WHERE vault_id = ? AND hash = ?', [
+        vaultId,
+        hash,
+      ]);
+      return row === undefined ? undefined : bytesOf(row.bytes);
+    });
+  }
+
+  listMembership(vaultId: string): Promise<{ device: string; index: number; bytes: Uint8Array }[]> {
+    return this.#enqueue('list membership', async (db) => {
+      const rows = await db.all<{ device: string; entry_index: number; bytes: Buffer }>(
+        'SELECT device, entry_index, bytes FROM membership WHERE vault_id = ? ORDER BY sequence',
+        [vaultId],
+      );
+      return rows.map((row) => ({ device: row.device, index: row.entry_index, bytes: bytesOf(row.bytes) }));
+    });
+  }
+
+  async addEvidence(vaultId: string, evidence: Evidence): Promise<void> {
+    checkEvidence(evidence);
+    return this.#enqueue('record evidence', (db) =>
+      db.transaction(async () => {
+        const vault = await db.get<{ one: number }>('SELECT 1 AS one FROM vaults WHERE vault_id = ?', [vaultId]);
+        if (vault === undefined) throw vaultNotFound(vaultId);
+        await db.run(
+          'INSERT INTO evidence (vault_id, device, first_note, second_note, recorded_at_ms) VALUES (?, ?, ?, ?, ?)',
+          [vaultId, evidence.device, evidence.first, evidence.second, evidence.recordedAtMs],
+        );
+      }),
+    );
+  }
+
+  listEvidence(vaultId: string): Promise<Evidence[]> {
+    return this.#enqueue('list evidence', async (db) => {
+      const rows = await db.all<{ device: string; first_note: string; second_note: string; recorded_at_ms: number }>(
+        'SELECT device, first_note, second_note, recorded_at_ms FROM evidence WHERE vault_id = ? ORDER BY sequence',
+        [vaultId],
+      );
+      return rows.map((row) => ({
+        device: row.device,
+        first: row.first_note,
+        second: row.second_note,
+        recordedAtMs: row.recorded_at_ms,
+      }));
+    });
+  }
+
+  vaultBytes(vaultId: string): Promise<number> {
+    return this.#enqueue('read vault size', async (db) => {
+      const row = await db.get<{ stored_bytes: number }>('SELECT stored_bytes FROM vaults WHERE vault_id = ?', [
+        vaultId,
+      ]);
+      return row?.stored_bytes ?? 0;
+    });
+  }
+
+  /** Waits for queued operations, then closes. Idempotent; every other method rejects with UNAVAILABLE afterwards. */
+  close(): Promise<void> {
+    this.#closing ??= this.#queue.then(() =>
+      this.connection.close().catch((error: unknown) => {
+        throw wrapError(error, 'close the database');
+      }),
+    );
+    return this.#closing;
+  }
+}
+
+/**
+ * Opens (creating if needed) the database at `file` and brings its schema up to
+ * SCHEMA_VERSION. Refuses, with UNSUPPORTED_VERSION, a database from a newer release.
+ */
+export async function openSqliteStorage(file: string, options: SqliteStorageOptions = {}): Promise<SqliteStorage> {
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+    throw new E2ekvError('INVALID_ARGUMENT', 'busyTimeoutMs must be a non-negative whole number');
+  }
+  let connection: Connection;
+  try {
+    connection = await Connection.open(file);
+  } catch (error) {
+    throw wrapError(error, `open the database ${file}`);
+  }
+  try {
+    connection.setBusyTimeout(busyTimeoutMs);
+    // Refuse a newer database before changing anything in it, even its journal mode.
+    const found = await readSchemaVersion(connection);
+    if (found > SCHEMA_VERSION) throw tooNew(file, found);
+
+    const journal = await connection.get<{ journal_mode: string }>('PRAGMA journal_mode = WAL');
+    if (journal?.journal_mode !== 'wal') {
+      throw new E2ekvError('UNAVAILABLE', `the database ${file} cannot use write-ahead logging`, {
+        details: { journalMode: String(journal?.journal_mode) },
+      });
+    }
+    // FULL fsyncs the WAL at every commit: without it a commit survives a crash
+    // of the process but not a power cut, and acknowledged writes could vanish.
+    await connection.exec('PRAGMA synchronous = FULL');
+    await connection.exec('PRAGMA foreign_keys = ON');
+    const schemaVersion = await migrate(connection, file);
+    return new SqliteStorageAdapter(connection, schemaVersion);
+  } catch (error) {
+    await connection.close().catch(() => undefined);
+    throw wrapError(error, `open the database ${file}`);
+  }
+}
