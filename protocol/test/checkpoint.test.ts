@@ -32,10 +32,10 @@ import {
   verifierFromVkey,
   verifyNote,
 } from '../src/note.js';
-import { sharedVectorsDir } from '../../test/support/paths.js';
+import { c2spVector, c2spVkey, sharedVectorsDir } from '../../test/support/paths.js';
 
-const vector = (name: string): string => readFileSync(path.join(sharedVectorsDir, 'c2sp', name), 'utf8');
-const vkey = (name: string): string => vector(name).replace(/\n$/, '');
+const vector = c2spVector;
+const vkey = c2spVkey;
 
 const cpNote = vector('cp.note');
 const logVkey = vkey('log.vkey');

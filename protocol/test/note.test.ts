@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import test from 'ava';
 import { rejectsCode, throwsCode } from '../../test/support/errors.js';
 import { concatBytes, fromBase64, toBase64, utf8 } from '../src/bytes.js';
@@ -23,11 +21,10 @@ import {
   verifyNote,
 } from '../src/note.js';
 import type { NoteSigner } from '../src/note.js';
-import { sharedVectorsDir } from '../../test/support/paths.js';
+import { c2spVector, c2spVkey } from '../../test/support/paths.js';
 
-const vector = (name: string): string => readFileSync(path.join(sharedVectorsDir, 'c2sp', name), 'utf8');
-// The .vkey files end with a newline, which is not part of the key.
-const vkey = (name: string): string => vector(name).replace(/\n$/, '');
+const vector = c2spVector;
+const vkey = c2spVkey;
 
 const fooNote = vector('foo.note');
 const fooVkey = vkey('foo.vkey');
