@@ -154,27 +154,8 @@ const smallOrderEncodings: ReadonlySet<string> = (() => {
   return encodings;
 })();
 
-// Whether a public key is a canonical point of the prime-order subgroup; cached,
-// since the subgroup check is a scalar multiplication and keys repeat.
-const primeOrderKeyCache = new Map<string, boolean>();
-
 function isPrimeOrderKey(publicKey: Uint8Array): boolean {
-  const id = toHex(publicKey);
-  let clean = primeOrderKeyCache.get(id);
-  if (clean === undefined) {
-    try {
-      assertEnrollableEd25519Key(publicKey);
-      clean = true;
-    } catch {
-      clean = false;
-    }
-    if (primeOrderKeyCache.size >= VERIFY_KEY_CACHE_LIMIT) {
-      const oldest = primeOrderKeyCache.keys().next().value;
-      if (oldest !== undefined) primeOrderKeyCache.delete(oldest);
-    }
-    primeOrderKeyCache.set(id, clean);
-  }
-  return clean;
+  return enrolmentProblem(publicKey) === null;
 }
 
 /**
@@ -228,18 +209,38 @@ export async function ed25519Verify(
  * more than one message or key.
  */
 export function assertEnrollableEd25519Key(publicKey: Uint8Array): void {
+  const problem = enrolmentProblem(publicKey);
+  if (problem !== null) throw new E2ekvError('BAD_KEY', problem);
+}
+
+// Verdicts per key: the subgroup check is a scalar multiplication in JavaScript
+// (about a millisecond), and replicas check the same few device keys on every
+// request and every signature.
+const enrolmentVerdicts = new Map<string, string | null>();
+
+/** Why a public key may not be enrolled, or null when it may. */
+function enrolmentProblem(publicKey: Uint8Array): string | null {
   if (publicKey.length !== ED25519_PUBLIC_KEY_LENGTH) {
-    throw new E2ekvError('BAD_KEY', `an Ed25519 public key is 32 bytes, got ${publicKey.length}`);
+    return `an Ed25519 public key is 32 bytes, got ${publicKey.length}`;
   }
-  let point;
+  const id = toHex(publicKey);
+  const cached = enrolmentVerdicts.get(id);
+  if (cached !== undefined) return cached;
+  let problem: string | null = null;
   try {
     // zip215 = false: the strict RFC 8032 decoding, which rejects y >= p and x = 0 with the sign bit set.
-    point = nobleEd25519.Point.fromBytes(publicKey, false);
-  } catch (cause) {
-    throw new E2ekvError('BAD_KEY', 'the Ed25519 public key is not the canonical encoding of a curve point', { cause });
+    const point = nobleEd25519.Point.fromBytes(publicKey, false);
+    if (point.isSmallOrder()) problem = 'the Ed25519 public key has small order';
+    else if (!point.isTorsionFree()) problem = 'the Ed25519 public key has a small-order component';
+  } catch {
+    problem = 'the Ed25519 public key is not the canonical encoding of a curve point';
   }
-  if (point.isSmallOrder()) throw new E2ekvError('BAD_KEY', 'the Ed25519 public key has small order');
-  if (!point.isTorsionFree()) throw new E2ekvError('BAD_KEY', 'the Ed25519 public key has a small-order component');
+  if (enrolmentVerdicts.size >= VERIFY_KEY_CACHE_LIMIT) {
+    const oldest = enrolmentVerdicts.keys().next().value;
+    if (oldest !== undefined) enrolmentVerdicts.delete(oldest);
+  }
+  enrolmentVerdicts.set(id, problem);
+  return problem;
 }
 
 function checkLength(value: Uint8Array, length: number, what: string): void {
