@@ -4,10 +4,10 @@
  * and metadata are sealed in envelopes bound to their place, and whose large
  * values move to blobs; and back, checking every binding on the way.
  */
+import type { KeyNameBlinder } from '@e2ekv/protocol';
 import {
   E2ekvError,
   EnvelopePurpose,
-  KeyNameBlinder,
   LIMITS,
   NO_BLINDED_KEY,
   ValueKind,
