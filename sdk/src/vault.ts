@@ -60,6 +60,17 @@ interface LogState {
   waiting: Map<number, OpenedEntry>;
 }
 
+/** One key changed by an applied entry; `conflict` when it now has concurrent siblings. */
+export interface VaultChange {
+  key: string;
+  device: string;
+  conflict: boolean;
+}
+
+export interface VerifyReport {
+  replicas: { url: string; logs: { device: string; size: number }[] }[];
+}
+
 export interface VaultEvidence {
   replica: string;
   device: string;
@@ -110,6 +121,11 @@ export class Vault {
   /** Own-log size each replica acknowledged. */
   readonly #acked = new Map<string, number>();
   readonly #evidence: VaultEvidence[] = [];
+  readonly #listeners = new Set<(change: VaultChange) => void>();
+  readonly #errorListeners = new Set<(error: unknown) => void>();
+  #watchAbort: AbortController | undefined;
+  #syncing: Promise<void> | undefined;
+  #syncAgain = false;
   #writing: Promise<unknown> = Promise.resolve();
 
   constructor(options: VaultOptions) {
@@ -429,7 +445,127 @@ export class Vault {
         value: { name: item.name, value: item.value },
       };
       register.add(write);
+      const siblings = register.siblings().length;
+      for (const listener of this.#listeners)
+        listener({ key: item.name, device: entry.device, conflict: siblings > 1 });
     }
+  }
+
+  /**
+   * Calls `listener` for every change applied to this vault (local writes and
+   * entries pulled from replicas), and keeps the vault in sync through the
+   * replicas' push channels until the returned function is called.
+   */
+  watch(listener: (change: VaultChange) => void): () => void {
+    this.#listeners.add(listener);
+    if (this.#watchAbort === undefined) {
+      const abort = new AbortController();
+      this.#watchAbort = abort;
+      for (const replica of this.#replicas) void this.#follow(replica, abort.signal);
+    }
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) {
+        this.#watchAbort?.abort();
+        this.#watchAbort = undefined;
+      }
+    };
+  }
+
+  // Follows one replica's push channel, syncing when another device's log grows;
+  // reconnects with backoff and jitter until aborted.
+  async #follow(replica: ReplicaTransport, signal: AbortSignal): Promise<void> {
+    let delay = 250;
+    while (!signal.aborted) {
+      try {
+        await replica.events(
+          this.id,
+          (event) => {
+            if (event.device === this.#deviceHex) return;
+            if ((this.#logs.get(event.device)?.entries.length ?? 0) >= event.size) return;
+            // One sync at a time; an event that arrives during it asks for one more,
+            // since the running sync may have read the vault's state before it.
+            if (this.#syncing !== undefined) {
+              this.#syncAgain = true;
+              return;
+            }
+            const run = async () => {
+              do {
+                this.#syncAgain = false;
+                await this.sync();
+              } while (this.#syncAgain);
+            };
+            this.#syncing = run()
+              .catch((error: unknown) => this.#onWatchError(error))
+              .finally(() => {
+                this.#syncing = undefined;
+              });
+          },
+          signal,
+        );
+        delay = 250;
+      } catch (error) {
+        if (signal.aborted) return;
+        this.#onWatchError(error);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
+      delay = Math.min(delay * 2, 30_000);
+    }
+  }
+
+  #onWatchError(error: unknown): void {
+    for (const listener of this.#errorListeners) listener(error);
+  }
+
+  /** Errors that happen while watching (a replica failing verification, for one). */
+  onError(listener: (error: unknown) => void): () => void {
+    this.#errorListeners.add(listener);
+    return () => this.#errorListeners.delete(listener);
+  }
+
+  /**
+   * Audits every replica: each must serve, for every device's log, a checkpoint
+   * consistent with what this device verified before, and replicas must agree
+   * with each other on every log size they share. Pulls what is new on the way.
+   * Throws the first integrity error (evidence is kept in `evidence`); returns
+   * what each replica holds.
+   */
+  async verify(): Promise<VerifyReport> {
+    await this.sync();
+    const report: VerifyReport = { replicas: [] };
+    const rootsBySize = new Map<string, { root: string; replica: string }>();
+    for (const replica of this.#replicas) {
+      const state = await replica.vaultState(this.id);
+      const logs: VerifyReport['replicas'][number]['logs'] = [];
+      for (const remote of state.logs) {
+        const log = this.#log(remote.device);
+        if (remote.size < (log.pin?.size ?? 0) && remote.device !== this.#deviceHex) {
+          throw new E2ekvError(
+            'ROLLBACK',
+            `replica ${replica.url} serves ${remote.size} entries of device ${remote.device}, fewer than the ${log.pin?.size} already verified`,
+          );
+        }
+        if (remote.size <= log.tree.size && !bytesEqual(remote.root, log.tree.root(remote.size))) {
+          throw new E2ekvError(
+            'EQUIVOCATION',
+            `replica ${replica.url} serves a log of device ${remote.device} whose root at size ${remote.size} differs from the verified one`,
+          );
+        }
+        const key = `${remote.device}/${remote.size}`;
+        const seen = rootsBySize.get(key);
+        const root = toHex(remote.root);
+        if (seen !== undefined && seen.root !== root) {
+          throw new E2ekvError(
+            'EQUIVOCATION',
+            `replicas ${seen.replica} and ${replica.url} serve different histories of device ${remote.device} at size ${remote.size}`,
+          );
+        }
+        rootsBySize.set(key, { root, replica: replica.url });
+        logs.push({ device: remote.device, size: remote.size });
+      }
+      report.replicas.push({ url: replica.url, logs });
+    }
+    return report;
   }
 
   #log(deviceHex: string): LogState {

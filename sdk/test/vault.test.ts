@@ -91,3 +91,61 @@ test('a device that is not a member cannot write, and the error says so', async 
     t.regex(error?.message ?? '', /is not a reader or writer or admin of this vault/);
   });
 });
+
+test("watch delivers another device's writes through the push channel", async (t) => {
+  await withServer(async (server) => {
+    const bobIdentity = createIdentity();
+    const alice = await client(server);
+    const bob = await client(server, bobIdentity);
+    const { vault: a, access } = await alice.createVault();
+    await a.addMember(publicIdentity(bobIdentity), 'reader');
+    const b = await bob.openVault(access);
+    const seen = new Promise<{ key: string; device: string }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no change within 10 s')), 10_000);
+      const stop = b.watch((change) => {
+        if (change.key !== 'live') return;
+        clearTimeout(timer);
+        stop();
+        resolve(change);
+      });
+    });
+    // Give the push channel a moment to connect, then write on the other device.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await a.set('live', { n: 1 });
+    const change = await seen;
+    t.is(change.device, alice.deviceId);
+    t.deepEqual(b.get('live'), { n: 1 });
+  });
+});
+
+test('with two replicas, ack all puts the write on both and verify finds them consistent', async (t) => {
+  const first = await tempDir();
+  const second = await tempDir();
+  const one = await startServerProcess(first.dir);
+  const two = await startServerProcess(second.dir);
+  try {
+    const alice = await createClient({ identity: createIdentity(), servers: [one.url, two.url] });
+    const { vault } = await alice.createVault();
+    await vault.set('k', 'v', { ack: 'all' });
+    await vault.batch([{ name: 'k2', value: 2 }], { ack: 'quorum' });
+    const report = await vault.verify();
+    t.deepEqual(
+      report.replicas.map((r) => [r.url, r.logs.map((l) => [l.device, l.size])]),
+      [
+        [one.url, [[alice.deviceId, 2]]],
+        [two.url, [[alice.deviceId, 2]]],
+      ],
+    );
+    // One replica down: 'one' still succeeds, 'all' reports UNAVAILABLE and keeps the write locally.
+    await two.stop();
+    await vault.set('k3', 3, { ack: 'one' });
+    const error = await t.throwsAsync(vault.set('k4', 4, { ack: 'all' }));
+    t.is((error as { code?: string }).code, 'UNAVAILABLE');
+    t.is(vault.get('k4'), 4);
+  } finally {
+    await one.stop();
+    await two.stop();
+    await first.remove();
+    await second.remove();
+  }
+});
