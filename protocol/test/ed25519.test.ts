@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import test from 'ava';
 import { fromHex, utf8 } from '../src/bytes.js';
 import {
@@ -12,21 +10,9 @@ import {
   type Ed25519Backend,
 } from '../src/crypto/ed25519.js';
 import { E2ekvError } from '../src/errors.js';
-import { sharedVectorsDir } from '../../test/support/paths.js';
+import { ed25519EdgeCases } from '../../test/support/paths.js';
 
-interface EdgeCase {
-  number: number;
-  key: string;
-  sig: string;
-  msg: string;
-  flags: string[] | null;
-  expected_valid: boolean;
-}
-
-const file = JSON.parse(readFileSync(path.join(sharedVectorsDir, 'ed25519/ed25519-edge-cases.json'), 'utf8')) as {
-  vectors: EdgeCase[];
-};
-const cases = file.vectors;
+const cases = ed25519EdgeCases();
 
 test('the edge-case file has all 914 vectors, 208 of them valid', (t) => {
   t.is(cases.length, 914);

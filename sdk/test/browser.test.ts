@@ -4,7 +4,7 @@
 // by this test's own express server, which also reverse-proxies /v1/* to the
 // replica unchanged: the page talks to its own origin, and the request paths the
 // SDK signs are exactly the paths the replica sees.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -13,7 +13,7 @@ import test from 'ava';
 import { build, type Metafile } from 'esbuild';
 import express from 'express';
 import { chromium, type Browser } from 'playwright-core';
-import { repoRoot, sharedVectorsDir } from '../../test/support/paths.js';
+import { ed25519EdgeCases, repoRoot } from '../../test/support/paths.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { createClient, createIdentity, publicIdentity } from '../src/index.js';
 import type * as Sdk from '../src/index.js';
@@ -29,20 +29,7 @@ const CHROMIUM_ARGS = [
   '--no-first-run',
 ];
 
-interface EdgeCase {
-  number: number;
-  key: string;
-  sig: string;
-  msg: string;
-  flags: string[] | null;
-  expected_valid: boolean;
-}
-
-const vectors = (
-  JSON.parse(readFileSync(path.join(sharedVectorsDir, 'ed25519/ed25519-edge-cases.json'), 'utf8')) as {
-    vectors: EdgeCase[];
-  }
-).vectors;
+const vectors = ed25519EdgeCases();
 
 interface Bundle {
   text: string;

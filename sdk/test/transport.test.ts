@@ -3,8 +3,6 @@
  * refusals mapped to codes), and against fake fetches for what a well-behaved
  * server never does (malformed answers, silence, split event streams).
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import {
   E2ekvError,
@@ -27,6 +25,7 @@ import {
 import { ReplicaError, ReplicaTransport } from '../src/transport.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { TestDevice } from '../../server/test/support/writer.js';
+import { listen } from '../../test/support/listen.js';
 
 let server: ServerProcess | undefined;
 let removeDir: (() => Promise<void>) | undefined;
@@ -423,19 +422,5 @@ function fakeInfo() {
       vkey: formatCosignerVkey('replica.test/w', publicKey),
     },
     limits: { maxBatchEntries: 8, maxBodyBytes: 1000 },
-  };
-}
-
-async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ url: string; close(): Promise<void> }> {
-  const http: Server = createServer(handler);
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const { port } = http.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        http.closeAllConnections();
-        http.close(() => resolve());
-      }),
   };
 }

@@ -17,3 +17,18 @@ export function c2spVector(name: string): string {
 export function c2spVkey(name: string): string {
   return c2spVector(name).replace(/\n$/, '');
 }
+
+/** One C2SP/CCTV Ed25519 edge case; `expected_valid` is Go's verdict. */
+export interface Ed25519EdgeCase {
+  number: number;
+  key: string;
+  sig: string;
+  msg: string;
+  flags: string[] | null;
+  expected_valid: boolean;
+}
+
+export function ed25519EdgeCases(): Ed25519EdgeCase[] {
+  const file = readFileSync(path.join(sharedVectorsDir, 'ed25519/ed25519-edge-cases.json'), 'utf8');
+  return (JSON.parse(file) as { vectors: Ed25519EdgeCase[] }).vectors;
+}
