@@ -6,8 +6,7 @@
  * as they were.
  */
 import { writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import {
@@ -35,6 +34,7 @@ import { EquivocationError, RollbackError, pullBlob, pullLog, type LogPin, type 
 import { ReplicaTransport } from '../src/transport.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { TestDevice } from '../../server/test/support/writer.js';
+import { listen } from '../../test/support/listen.js';
 
 interface Replica {
   url: string;
@@ -773,17 +773,7 @@ async function startProxy(target: string, rewrite: Rewrite): Promise<{ url: stri
       res.end(`proxy failed: ${String(error)}`);
     }
   };
-  const http = createServer((req, res) => void forward(req, res));
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const { port } = http.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        http.closeAllConnections();
-        http.close(() => resolve());
-      }),
-  };
+  return listen((req, res) => void forward(req, res));
 }
 
 /** A rewrite of successful entries answers; `call` counts them from 0. */
