@@ -1,0 +1,62 @@
+/**
+ * The local replica: what a device keeps between runs so that it never trusts
+ * a replica with less than it already verified. It holds only what servers
+ * hold too (ciphertext entries and blobs, device-signed checkpoint notes) plus
+ * this device's own not-yet-pushed entries, so a stolen disk leaks no vault
+ * data; keys live in the keystore, encrypted under a passphrase.
+ *
+ * Adapters (memory, file for Node, IndexedDB for browsers) pass one
+ * conformance suite: sdk/test/local-conformance.ts.
+ */
+
+/** A log's largest verified checkpoint (SPEC.md 11.1). */
+export interface StoredPin {
+  size: number;
+  root: Uint8Array;
+  /** The device-signed checkpoint note: evidence anyone can check. */
+  note: string;
+}
+
+export interface StoredLog {
+  /** Device Ed25519 key, lowercase hex. */
+  device: string;
+  /** Entries [0, n) in order. */
+  entries: Uint8Array[];
+  pin: StoredPin | undefined;
+}
+
+export interface StoredEvidence {
+  replica: string;
+  device: string;
+  first: string;
+  second: string;
+}
+
+export interface StoredVault {
+  logs: StoredLog[];
+  /** Own-log size each replica acknowledged, by replica URL. */
+  acked: Record<string, number>;
+  evidence: StoredEvidence[];
+}
+
+export interface LocalStore {
+  /**
+   * Appends entries [start, start + n) to a log. Durable when it resolves.
+   * Rejects with E2ekvError CONFLICT, writing nothing, unless `start` equals the
+   * number of entries stored for that log.
+   */
+  appendEntries(vaultId: string, device: string, start: number, entries: readonly Uint8Array[]): Promise<void>;
+  /** Replaces a log's pin; the pin's size must not exceed its stored entries (INVALID_ARGUMENT). */
+  setPin(vaultId: string, device: string, pin: StoredPin): Promise<void>;
+  putBlob(vaultId: string, hashHex: string, bytes: Uint8Array): Promise<void>;
+  getBlob(vaultId: string, hashHex: string): Promise<Uint8Array | undefined>;
+  /** Records the own-log size a replica acknowledged (only ever grows: smaller values are ignored). */
+  setAcked(vaultId: string, replica: string, size: number): Promise<void>;
+  addEvidence(vaultId: string, evidence: StoredEvidence): Promise<void>;
+  /** Everything stored for a vault, or undefined if nothing is. */
+  loadVault(vaultId: string): Promise<StoredVault | undefined>;
+  listVaults(): Promise<string[]>;
+  /** Forgets a vault entirely (leaving a vault). */
+  deleteVault(vaultId: string): Promise<void>;
+  close(): Promise<void>;
+}
