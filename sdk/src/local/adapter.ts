@@ -39,6 +39,13 @@ export interface StoredVault {
   evidence: StoredEvidence[];
 }
 
+/**
+ * Vault ids and blob hashes are lowercase hex of 1 to 64 bytes and devices are
+ * keys in lowercase hex, because they name files; entries are never empty and
+ * at most LIMITS.maxEntryBytes, which lets the file adapter tell damage from an
+ * append a crash cut short. Anything else is rejected (INVALID_ARGUMENT,
+ * TOO_LARGE) before anything is written. The first write to a vault creates it.
+ */
 export interface LocalStore {
   /**
    * Appends entries [start, start + n) to a log. Durable when it resolves.

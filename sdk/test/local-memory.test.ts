@@ -1,0 +1,7 @@
+import { MemoryLocalStore } from '../src/local/memory.js';
+import { localStoreConformance } from './local-conformance.js';
+
+localStoreConformance('memory', async () => {
+  const store = new MemoryLocalStore();
+  return { store, cleanup: () => store.close() };
+});
