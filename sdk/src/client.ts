@@ -19,6 +19,7 @@ import {
 import { HybridLogicalClock } from './clock.js';
 import { deviceSigner, publicIdentity, type Identity } from './identity.js';
 import { ReplicaTransport } from './transport.js';
+import type { LocalStore } from './local/adapter.js';
 import { Vault } from './vault.js';
 
 export interface ClientOptions {
@@ -27,6 +28,8 @@ export interface ClientOptions {
   servers: readonly string[];
   fetch?: typeof fetch;
   timeoutMs?: number;
+  /** The local replica (memory, file, IndexedDB). Without one, vault state lives in memory and is re-synced. */
+  store?: LocalStore;
 }
 
 /**
@@ -43,11 +46,13 @@ export class Client {
   readonly #identity: Identity;
   readonly #signer: Ed25519Signer;
   readonly #replicas: ReplicaTransport[];
+  readonly #store: LocalStore | undefined;
 
-  constructor(identity: Identity, signer: Ed25519Signer, replicas: ReplicaTransport[]) {
+  constructor(identity: Identity, signer: Ed25519Signer, replicas: ReplicaTransport[], store?: LocalStore) {
     this.#identity = identity;
     this.#signer = signer;
     this.#replicas = replicas;
+    this.#store = store;
   }
 
   /** This device's id (Ed25519 public key, hex). */
@@ -82,10 +87,20 @@ export class Client {
     return { vault: await this.#open(access), access };
   }
 
-  /** Opens a vault this device can read, and syncs it. */
+  /**
+   * Opens a vault this device can read and syncs it. With a local store, a vault
+   * opens from it even when no replica answers (local-first); without one, an
+   * unreachable set of replicas is an error.
+   */
   async openVault(access: VaultAccess): Promise<Vault> {
     const vault = await this.#open(access);
-    await vault.sync();
+    try {
+      await vault.sync();
+    } catch (error) {
+      const offline = error instanceof E2ekvError && error.code === 'UNAVAILABLE';
+      if (!offline || this.#store === undefined || !(await this.#store.listVaults()).includes(access.vaultId))
+        throw error;
+    }
     return vault;
   }
 
@@ -109,14 +124,17 @@ export class Client {
       valueKeys: new Map([[0, deriveValueKey(access.secret, vaultId, 0)]]),
       blinder: new KeyNameBlinder(deriveBlindingKey(access.secret, vaultId)),
     };
-    return new Vault({
+    const vault = new Vault({
       vaultId,
       keys,
       device: this.#signer.publicKey,
       checkpointSigner: await deviceCheckpointSigner(this.#identity.signingSeed, vaultId),
       replicas: this.#replicas,
       clock: new HybridLogicalClock(),
+      ...(this.#store === undefined ? {} : { store: this.#store }),
     });
+    await vault.restore();
+    return vault;
   }
 }
 
@@ -132,5 +150,5 @@ export async function createClient(options: ClientOptions): Promise<Client> {
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       }),
   );
-  return new Client(options.identity, signer, replicas);
+  return new Client(options.identity, signer, replicas, options.store);
 }

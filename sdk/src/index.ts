@@ -1,7 +1,7 @@
 /**
- * The e2ekv SDK. Work in progress: vaults with set/get/delete/list/batch/sync
- * against replicas exist; persistence, sharing, watch, verify, Automerge and the
- * CLI do not yet (see the README's status section).
+ * The e2ekv SDK (browsers and Node; Node-only parts are in 'e2ekv/node'). Work
+ * in progress: sharing by invitation, Automerge documents, IndexedDB and the CLI
+ * do not exist yet (see the README's status section).
  */
 export { E2ekvError, isE2ekvError, errorCategory } from '@e2ekv/protocol';
 export type { ErrorCode, ErrorCategory } from '@e2ekv/protocol';
@@ -11,6 +11,11 @@ export { createIdentity, deviceId, publicIdentity } from './identity.js';
 export type { Identity, PublicIdentity } from './identity.js';
 export { Vault } from './vault.js';
 export type { AckLevel, Settable, Sibling, VaultEvidence, WriteOptions } from './vault.js';
+
+export { MemoryLocalStore } from './local/memory.js';
+export type { LocalStore, StoredEvidence, StoredLog, StoredPin, StoredVault } from './local/adapter.js';
+export { SCRYPT_DEFAULT, SCRYPT_MINIMUM, openKeystore, sealKeystore } from './keystore.js';
+export type { KeystoreContents, ScryptParams, StoredVaultAccess } from './keystore.js';
 
 /** The protocol versions this SDK speaks (protocol/SPEC.md section 2). */
 export const PROTOCOL_VERSIONS: readonly number[] = [1];

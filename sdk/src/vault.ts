@@ -23,7 +23,17 @@ import { HybridLogicalClock } from './clock.js';
 import { openDataEntry, sealDataEntry, type OpenedEntry, type Value, type VaultKeys, type Write } from './entries.js';
 import { pullBlob, pullLog, type LogPin } from './log-sync.js';
 import { MultiValueRegister, type VersionedWrite } from './resolve.js';
+import type { LocalStore } from './local/adapter.js';
 import type { ReplicaTransport } from './transport.js';
+
+/** The local replica failed a check: it was damaged or altered on disk. */
+function damaged(what: string, cause?: unknown): E2ekvError {
+  return new E2ekvError(
+    'INTEGRITY',
+    `the local replica is damaged: ${what}. Delete this vault's local data and sync again from the replicas.`,
+    cause === undefined ? {} : { cause },
+  );
+}
 
 export type AckLevel = 'local' | 'one' | 'quorum' | 'all';
 
@@ -58,6 +68,10 @@ interface LogState {
   applied: number;
   /** Opened entries waiting for their causal past, by index. */
   waiting: Map<number, OpenedEntry>;
+  /** Entries in the local store (may exceed `entries` after a crash, see restore). */
+  stored: number;
+  /** Stored entries past the pin, not yet proven again by a replica. */
+  unpinned: Uint8Array[];
 }
 
 /** One key changed by an applied entry; `conflict` when it now has concurrent siblings. */
@@ -85,6 +99,8 @@ export interface VaultOptions {
   checkpointSigner: NoteSigner;
   replicas: readonly ReplicaTransport[];
   clock?: HybridLogicalClock;
+  /** Where the local replica is kept between runs; without one, state lives in memory only. */
+  store?: LocalStore;
 }
 
 function toValue(value: Settable): Value {
@@ -127,6 +143,7 @@ export class Vault {
   #syncing: Promise<void> | undefined;
   #syncAgain = false;
   #writing: Promise<unknown> = Promise.resolve();
+  readonly #store: LocalStore | undefined;
 
   constructor(options: VaultOptions) {
     this.#vaultId = options.vaultId;
@@ -137,7 +154,107 @@ export class Vault {
     this.#checkpointSigner = options.checkpointSigner;
     this.#replicas = options.replicas;
     this.#clock = options.clock ?? new HybridLogicalClock();
+    this.#store = options.store;
     this.#log(this.#deviceHex);
+  }
+
+  /**
+   * Loads the local replica from the store and checks it: every pin must be a
+   * checkpoint signed by its device whose root the stored entries rebuild.
+   * Called once, before first use.
+   */
+  async restore(): Promise<void> {
+    const stored = await this.#store?.loadVault(this.id);
+    if (stored === undefined) return;
+    for (const storedLog of stored.logs) {
+      const log = this.#log(storedLog.device);
+      const own = storedLog.device === this.#deviceHex;
+      // Entries past the pin were verified before a crash cut the pin's write:
+      // they wait until a replica's checkpoint covers them again.
+      const trusted = own ? storedLog.entries.length : (storedLog.pin?.size ?? 0);
+      log.stored = storedLog.entries.length;
+      log.unpinned = storedLog.entries.slice(trusted);
+      for (const bytes of storedLog.entries.slice(0, trusted)) {
+        log.entries.push(bytes);
+        log.tree.append(leafHash(bytes));
+      }
+      if (storedLog.pin !== undefined && !own) {
+        const pin = storedLog.pin;
+        const verified = await verifyDeviceCheckpoint(pin.note, this.#vaultId, log.device).catch((cause: unknown) => {
+          throw damaged(`the pin of device ${storedLog.device} does not verify`, cause);
+        });
+        if (
+          verified.checkpoint.size !== BigInt(pin.size) ||
+          !bytesEqual(verified.checkpoint.root, pin.root) ||
+          !bytesEqual(log.tree.root(pin.size), pin.root)
+        ) {
+          throw damaged(`the stored entries of device ${storedLog.device} do not rebuild its pinned checkpoint`);
+        }
+        log.pin = pin;
+      }
+      for (const [index, bytes] of log.entries.entries()) await this.#queue(log, index, bytes, undefined);
+    }
+    for (const [replica, size] of Object.entries(stored.acked)) this.#acked.set(replica, size);
+    this.#evidence.push(...stored.evidence);
+    this.#applyReady();
+  }
+
+  /** Opens one verified entry and queues it for causal delivery. */
+  async #queue(log: LogState, index: number, bytes: Uint8Array, replica: ReplicaTransport | undefined): Promise<void> {
+    const entry = decodeEntry(bytes);
+    if (entry.type === 'data') {
+      const own = toHex(entry.device) === this.#deviceHex;
+      const blobs: Uint8Array[] = [];
+      const opened = await openDataEntry(entry, this.#keys, async (hash, length) => {
+        const blob = await this.#blob(replica, hash, length);
+        blobs.push(blob);
+        return blob;
+      });
+      if (own && blobs.length > 0) this.#blobs.set(index, blobs);
+      this.#clock.observe(opened.clock);
+      log.waiting.set(index, opened);
+    } else {
+      // Membership entries carry no values here (their replay comes with
+      // sharing), but they still take their place in causal order.
+      this.#clock.observe(entry.clock);
+      log.waiting.set(index, {
+        device: toHex(entry.device),
+        index,
+        epoch: entry.epoch,
+        clock: entry.clock,
+        context: new Map(entry.context.map((c) => [toHex(c.device), Number(c.size)])),
+        items: [],
+      });
+    }
+  }
+
+  /** A blob from the local replica, or else from `replica`, checked against its hash and length. */
+  async #blob(replica: ReplicaTransport | undefined, hash: Uint8Array, length: number): Promise<Uint8Array> {
+    const hex = toHex(hash);
+    const local = await this.#store?.getBlob(this.id, hex);
+    if (local !== undefined) {
+      if (local.length !== length || !bytesEqual(sha256(local), hash)) throw damaged(`blob ${hex} is altered`);
+      return local;
+    }
+    if (replica === undefined) throw damaged(`blob ${hex} is missing`);
+    const blob = await pullBlob(replica, this.id, { hash, length });
+    await this.#store?.putBlob(this.id, hex, blob);
+    return blob;
+  }
+
+  /** Appends to the own log: durable in the local replica first, then in memory. */
+  async #appendOwn(bytes: Uint8Array, blobs: readonly Uint8Array[]): Promise<number> {
+    const own = this.#log(this.#deviceHex);
+    const index = own.entries.length;
+    if (this.#store !== undefined) {
+      for (const blob of blobs) await this.#store.putBlob(this.id, toHex(sha256(blob)), blob);
+      await this.#store.appendEntries(this.id, this.#deviceHex, index, [bytes]);
+      own.stored = index + 1;
+    }
+    own.entries.push(bytes);
+    own.tree.append(leafHash(bytes));
+    if (blobs.length > 0) this.#blobs.set(index, [...blobs]);
+    return index;
   }
 
   /** Evidence of equivocation found so far: pairs of signed checkpoints that cannot both be true. */
@@ -177,31 +294,21 @@ export class Vault {
     role: Role,
     options: WriteOptions = {},
   ): Promise<void> {
-    const done = this.#writing.then(() => {
-      const own = this.#log(this.#deviceHex);
-      const index = own.entries.length;
+    const done = this.#writing.then(async () => {
       const clock = this.#clock.tick();
       const context = this.#context();
       const bytes = encodeEntry({
         type: 'membership',
         vaultId: this.#vaultId,
         device: this.#device,
-        index: BigInt(index),
+        index: BigInt(this.#log(this.#deviceHex).entries.length),
         epoch: this.#keys.epoch,
         clock,
         context,
         change: { op: 'add', member: member.signingKey, boxKey: member.boxKey, role },
       });
-      own.entries.push(bytes);
-      own.tree.append(leafHash(bytes));
-      own.waiting.set(index, {
-        device: this.#deviceHex,
-        index,
-        epoch: this.#keys.epoch,
-        clock,
-        context: new Map(context.map((c) => [toHex(c.device), Number(c.size)])),
-        items: [],
-      });
+      const index = await this.#appendOwn(bytes, []);
+      await this.#queue(this.#log(this.#deviceHex), index, bytes, undefined);
       this.#applyReady();
     });
     this.#writing = done.catch(() => undefined);
@@ -234,9 +341,7 @@ export class Vault {
       if (blob === undefined) throw new E2ekvError('INTERNAL', 'a blob of our own entry is missing');
       return Promise.resolve(blob);
     });
-    own.entries.push(sealed.bytes);
-    own.tree.append(leafHash(sealed.bytes));
-    if (sealed.blobs.length > 0) this.#blobs.set(index, sealed.blobs);
+    await this.#appendOwn(sealed.bytes, sealed.blobs);
     own.waiting.set(index, opened);
     this.#applyReady();
   }
@@ -301,6 +406,7 @@ export class Vault {
       );
     }
     this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, size));
+    await this.#store?.setAcked(this.id, replica.url, size);
   }
 
   /** Pulls and verifies every log from every replica, then pushes this device's entries. */
@@ -356,37 +462,41 @@ export class Vault {
         });
       } catch (error) {
         const evidence = (error as { evidence?: { first: string; second: string } }).evidence;
-        if (evidence !== undefined) this.#evidence.push({ replica: replica.url, device: remote.device, ...evidence });
+        if (evidence !== undefined) {
+          const record = { replica: replica.url, device: remote.device, ...evidence };
+          this.#evidence.push(record);
+          await this.#store?.addEvidence(this.id, record);
+        }
         throw error;
       }
-      for (const bytes of pulled.entries) {
-        const index = log.entries.length;
-        // pullLog has appended the verified leaves to log.tree.
-        log.entries.push(bytes);
-        const entry = decodeEntry(bytes);
-        if (entry.type === 'data') {
-          const opened = await openDataEntry(entry, this.#keys, (hash, length) =>
-            pullBlob(replica, this.id, { hash, length }),
-          );
-          this.#clock.observe(opened.clock);
-          log.waiting.set(index, opened);
-        } else {
-          // Membership entries carry no values here (their replay comes with
-          // sharing), but they still take their place in causal order.
-          this.#clock.observe(entry.clock);
-          log.waiting.set(index, {
-            device: remote.device,
-            index,
-            epoch: entry.epoch,
-            clock: entry.clock,
-            context: new Map(entry.context.map((c) => [toHex(c.device), Number(c.size)])),
-            items: [],
-          });
-        }
-      }
+      const start = log.entries.length;
+      await this.#persistPulled(log, remote.device, start, pulled.entries);
+      // pullLog has appended the verified leaves to log.tree.
+      log.entries.push(...pulled.entries);
       log.pin = pulled.pin;
+      await this.#store?.setPin(this.id, remote.device, pulled.pin);
+      for (const [i, bytes] of pulled.entries.entries()) await this.#queue(log, start + i, bytes, replica);
     }
     this.#applyReady();
+  }
+
+  /**
+   * Saves newly verified entries of another device's log. Entries the store
+   * already holds past the pin (a crash came between saving entries and pin)
+   * must be the same bytes the replica proved now.
+   */
+  async #persistPulled(log: LogState, device: string, start: number, entries: readonly Uint8Array[]): Promise<void> {
+    if (this.#store === undefined) return;
+    const already = Math.min(log.unpinned.length, entries.length);
+    for (let i = 0; i < already; i++) {
+      if (!bytesEqual(log.unpinned[i]!, entries[i]!)) {
+        throw damaged(`the stored entry ${start + i} of device ${device} differs from the one the replica proved`);
+      }
+    }
+    log.unpinned = log.unpinned.slice(already);
+    const fresh = entries.slice(already);
+    if (fresh.length > 0) await this.#store.appendEntries(this.id, device, start + already, fresh);
+    log.stored = Math.max(log.stored, start + entries.length);
   }
 
   /** Applies waiting entries whose causal past is fully applied, until nothing moves. */
@@ -578,6 +688,8 @@ export class Vault {
         pin: undefined,
         applied: 0,
         waiting: new Map(),
+        stored: 0,
+        unpinned: [],
       };
       this.#logs.set(deviceHex, log);
     }
