@@ -4,7 +4,7 @@
  * behaviours, whichever adapter a device runs with.
  */
 import { E2ekvError, LIMITS, randomBytes, toHex } from '@e2ekv/protocol';
-import test from 'ava';
+import { conformanceChecker } from '../../test/support/conformance.js';
 import type { ExecutionContext } from 'ava';
 import type { LocalStore, StoredEvidence, StoredLog, StoredPin, StoredVault } from '../src/local/adapter.js';
 import { rejectsCode } from '../../test/support/errors.js';
@@ -72,17 +72,7 @@ export function localStoreConformance(
   open: () => Promise<LocalStoreFixture>,
   options: LocalConformanceOptions = {},
 ): void {
-  /** Runs `body` with a fresh fixture and always cleans up. */
-  function check(title: string, body: (t: ExecutionContext, fixture: LocalStoreFixture) => Promise<void>): void {
-    test(`${name}: ${title}`, async (t) => {
-      const fixture = await open();
-      try {
-        await body(t, fixture);
-      } finally {
-        await fixture.cleanup();
-      }
-    });
-  }
+  const check = conformanceChecker(name, open);
 
   check('a store holding nothing reads as empty', async (t, { store }) => {
     const vaultId = newVaultId();

@@ -4,7 +4,7 @@
  * exactly these behaviours, whichever adapter a replica runs with.
  */
 import { E2ekvError, leafHash, randomBytes, sha256, toHex } from '@e2ekv/protocol';
-import test from 'ava';
+import { conformanceChecker } from '../../test/support/conformance.js';
 import type { ExecutionContext } from 'ava';
 import type { AppendBatch, Evidence, StorageAdapter, StoredEntry } from '../src/storage/adapter.js';
 import { rejectsCode } from '../../test/support/errors.js';
@@ -129,17 +129,7 @@ export function storageConformance(
   open: () => Promise<StorageFixture>,
   options: ConformanceOptions = {},
 ): void {
-  /** Runs `body` with a fresh fixture and always cleans up. */
-  function check(title: string, body: (t: ExecutionContext, fixture: StorageFixture) => Promise<void>): void {
-    test(`${name}: ${title}`, async (t) => {
-      const fixture = await open();
-      try {
-        await body(t, fixture);
-      } finally {
-        await fixture.cleanup();
-      }
-    });
-  }
+  const check = conformanceChecker(name, open);
 
   check('createVault creates once, then reports exists and keeps the first genesis', async (t, { storage }) => {
     const genesis = randomBytes(80);
