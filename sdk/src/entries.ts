@@ -102,6 +102,8 @@ export interface SealedEntry {
   bytes: Uint8Array;
   /** Blob envelopes referenced by the entry, to upload with it. */
   blobs: Uint8Array[];
+  /** What openDataEntry would return for this entry, without decrypting what was just sealed. */
+  opened: OpenedEntry;
 }
 
 /** Seals a batch of writes as the data entry at `index` of `device`'s log. */
@@ -130,8 +132,12 @@ export function sealDataEntry(options: {
     }
   }
   const blobs: Uint8Array[] = [];
+  const openedItems: OpenedItem[] = [];
   const items: EntryItem[] = blinded.map(({ write, name, blindedKey }, item) => {
     const { kind, bytes } = encodeValue(write.value);
+    // Decoded from a copy of the encoded bytes, so the writer holds exactly what
+    // readers will, and a caller changing its buffer afterwards changes nothing.
+    openedItems.push({ name: write.name, blindedKey: toHex(blindedKey), value: decodeValue(kind, bytes.slice()) });
     const envelope = sealEnvelope(
       key,
       { ...place, purpose: EnvelopePurpose.itemValue, item, blindedKey },
@@ -158,7 +164,15 @@ export function sealDataEntry(options: {
     meta,
     items,
   };
-  return { entry, bytes: encodeEntry(entry), blobs };
+  const opened: OpenedEntry = {
+    device: toHex(device),
+    index: options.index,
+    epoch: keys.epoch,
+    clock,
+    context: new Map(context.map((c) => [toHex(c.device), Number(c.size)])),
+    items: openedItems,
+  };
+  return { entry, bytes: encodeEntry(entry), blobs, opened };
 }
 
 export interface OpenedItem {

@@ -61,6 +61,7 @@ test('writes round-trip through a sealed entry, with metadata', async (t) => {
   t.true(sealed.blobs[0]!.length > BLOB_THRESHOLD);
   const decoded = decodeEntry(sealed.bytes) as DataEntry;
   const opened = await openDataEntry(decoded, keys, blobStore(sealed.blobs));
+  t.deepEqual(sealed.opened, opened, 'the writer holds exactly what readers decrypt');
   t.is(opened.device, toHex(device));
   t.is(opened.index, 3);
   t.deepEqual(opened.clock, { wallMs: 1_000n, counter: 2 });
@@ -85,6 +86,7 @@ test('any set of distinct names and values round-trips', async (t) => {
         const writes: Write[] = pairs.map(([name, bytes]) => ({ name, value: { kind: 'bytes', bytes } }));
         const sealed = seal(writes);
         const opened = await openDataEntry(decodeEntry(sealed.bytes) as DataEntry, keys, blobStore(sealed.blobs));
+        t.deepEqual(sealed.opened, opened);
         t.deepEqual(opened.items.map((i) => [i.name, i.value]).sort(), writes.map((w) => [w.name, w.value]).sort());
       },
     ),

@@ -27,7 +27,9 @@ test('set, get, list, batch and delete, acknowledged by the replica', async (t) 
     const alice = await client(server);
     const { vault } = await alice.createVault();
     await vault.set('notes/todo', { done: false, items: ['milk'] });
-    await vault.set('notes/bytes', Uint8Array.of(1, 2, 3));
+    const bytes = Uint8Array.of(1, 2, 3);
+    await vault.set('notes/bytes', bytes);
+    bytes[0] = 9; // the caller's buffer is not the stored value
     await vault.batch([
       { name: 'a', value: 'first' },
       { name: 'b', value: 42 },
