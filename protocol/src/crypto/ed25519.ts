@@ -87,16 +87,21 @@ const algorithm = { name: 'Ed25519' } as const;
 const verifyKeyCache = new Map<string, CryptoKey>();
 const VERIFY_KEY_CACHE_LIMIT = 4096;
 
+/** Adds to a per-key cache, forgetting the oldest entry beyond the limit. */
+function remember<V>(cache: Map<string, V>, key: string, value: V): void {
+  if (cache.size >= VERIFY_KEY_CACHE_LIMIT) {
+    const oldest = cache.keys().next().value;
+    if (oldest !== undefined) cache.delete(oldest);
+  }
+  cache.set(key, value);
+}
+
 async function importVerifyKey(subtle: SubtleCrypto, publicKey: Uint8Array): Promise<CryptoKey> {
   const id = toHex(publicKey);
   const cached = verifyKeyCache.get(id);
   if (cached !== undefined) return cached;
   const key = await subtle.importKey('raw', publicKey as Uint8Array<ArrayBuffer>, algorithm, false, ['verify']);
-  if (verifyKeyCache.size >= VERIFY_KEY_CACHE_LIMIT) {
-    const oldest = verifyKeyCache.keys().next().value;
-    if (oldest !== undefined) verifyKeyCache.delete(oldest);
-  }
-  verifyKeyCache.set(id, key);
+  remember(verifyKeyCache, id, key);
   return key;
 }
 
@@ -235,11 +240,7 @@ function enrolmentProblem(publicKey: Uint8Array): string | null {
   } catch {
     problem = 'the Ed25519 public key is not the canonical encoding of a curve point';
   }
-  if (enrolmentVerdicts.size >= VERIFY_KEY_CACHE_LIMIT) {
-    const oldest = enrolmentVerdicts.keys().next().value;
-    if (oldest !== undefined) enrolmentVerdicts.delete(oldest);
-  }
-  enrolmentVerdicts.set(id, problem);
+  remember(enrolmentVerdicts, id, problem);
   return problem;
 }
 
