@@ -80,31 +80,32 @@ interface Evidence {
   second: string;
 }
 
-/** Two device-signed checkpoints of one log that cannot both be true. Keep `evidence`. */
-export class EquivocationError extends E2ekvError {
+/** A failure that comes with two device-signed checkpoints as evidence: keep `evidence`. */
+abstract class EvidenceError extends E2ekvError {
   readonly evidence: Evidence;
 
-  constructor(message: string, evidence: Evidence, cause?: unknown) {
-    super('EQUIVOCATION', message, {
+  constructor(code: 'EQUIVOCATION' | 'ROLLBACK', message: string, evidence: Evidence, cause?: unknown) {
+    super(code, message, {
       cause,
       details: { pinned: evidence.first, presented: evidence.second },
     });
-    this.name = 'EquivocationError';
     this.evidence = { ...evidence };
   }
 }
 
-/** A replica presented a checkpoint smaller than one already verified. Both notes are kept. */
-export class RollbackError extends E2ekvError {
-  readonly evidence: Evidence;
-
+/** Two device-signed checkpoints of one log that cannot both be true. Keep `evidence`. */
+export class EquivocationError extends EvidenceError {
   constructor(message: string, evidence: Evidence, cause?: unknown) {
-    super('ROLLBACK', message, {
-      cause,
-      details: { pinned: evidence.first, presented: evidence.second },
-    });
+    super('EQUIVOCATION', message, evidence, cause);
+    this.name = 'EquivocationError';
+  }
+}
+
+/** A replica presented a checkpoint smaller than one already verified. Both notes are kept. */
+export class RollbackError extends EvidenceError {
+  constructor(message: string, evidence: Evidence, cause?: unknown) {
+    super('ROLLBACK', message, evidence, cause);
     this.name = 'RollbackError';
-    this.evidence = { ...evidence };
   }
 }
 
