@@ -50,8 +50,10 @@ export async function startServerProcess(dataDir: string, args: readonly string[
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
+  // 'close' rather than 'exit': 'exit' can fire before the last stderr chunk
+  // has been read, and tests assert on the final log lines.
   const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
+    child.once('close', (code) => {
       running.delete(child);
       resolve(code);
     }),
@@ -78,7 +80,7 @@ export async function startServerProcess(dataDir: string, args: readonly string[
     child,
     stderr: () => stderr,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       const code = await exited;
