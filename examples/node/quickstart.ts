@@ -19,12 +19,12 @@ const phone = await createClient({ identity: phoneIdentity, servers: [server] })
 const { vault, access } = await laptop.createVault();
 await vault.set('config/db-password', 'correct horse battery staple');
 await vault.set('config/limits', { connections: 20 });
-console.log('laptop wrote', vault.list());
+console.log('laptop wrote', await vault.list());
 
 // Add the phone as a writer and give it the access (invitations come later).
 await vault.addMember(publicIdentity(phoneIdentity), 'writer');
 const onPhone = await phone.openVault(access);
-console.log('phone reads', onPhone.get('config/db-password'));
+console.log('phone reads', await onPhone.get('config/db-password'));
 
 // Both change the same key without seeing each other: two siblings, one winner everywhere.
 await vault.set('config/limits', { connections: 50 });
@@ -33,9 +33,9 @@ await vault.sync();
 await onPhone.sync();
 console.log(
   'siblings',
-  onPhone.getAll('config/limits').map((s) => s.value),
+  (await onPhone.getAll('config/limits')).map((s) => s.value),
 );
 console.log(
   'winner on both',
-  JSON.stringify(vault.get('config/limits')) === JSON.stringify(onPhone.get('config/limits')),
+  JSON.stringify(await vault.get('config/limits')) === JSON.stringify(await onPhone.get('config/limits')),
 );

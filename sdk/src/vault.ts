@@ -41,6 +41,19 @@ export type AckLevel = 'local' | 'one' | 'quorum' | 'all';
 export type Settable =
   Uint8Array | string | number | boolean | null | readonly unknown[] | { readonly [key: string]: unknown };
 
+/**
+ * Where a read looks (DESIGN section 8): 'local' answers from what this device
+ * already verified; 'one' first pulls from one replica that answers; 'quorum'
+ * from a majority of the vault's replicas. Every pulled byte is verified either
+ * way, so a higher level buys freshness, not trust.
+ */
+export type ReadLevel = 'local' | 'one' | 'quorum';
+
+export interface ReadOptions {
+  /** Default 'local'. */
+  read?: ReadLevel;
+}
+
 export interface WriteOptions {
   /** How many replicas must have the write on disk before the promise resolves (default 'one'). */
   ack?: AckLevel;
@@ -143,6 +156,7 @@ export class Vault {
   #syncing: Promise<void> | undefined;
   #syncAgain = false;
   #writing: Promise<unknown> = Promise.resolve();
+  #pulling: Promise<unknown> = Promise.resolve();
   readonly #store: LocalStore | undefined;
 
   constructor(options: VaultOptions) {
@@ -406,27 +420,54 @@ export class Vault {
 
   /** Pulls and verifies every log from every replica, then pushes this device's entries. */
   async sync(): Promise<void> {
-    const errors: E2ekvError[] = [];
-    let reached = 0;
-    for (const replica of this.#replicas) {
-      try {
-        await this.#pullFrom(replica);
-        reached++;
-      } catch (error) {
-        // An unreachable replica is tolerated while another answers; anything
-        // else (integrity, permission, unknown vault) is the answer.
-        if (!(error instanceof E2ekvError) || error.code !== 'UNAVAILABLE') throw error;
-        errors.push(error);
-      }
-    }
-    if (reached === 0 && this.#replicas.length > 0) {
-      throw new E2ekvError('UNAVAILABLE', `no replica answered: ${errors.map((e) => e.message).join('; ')}`);
-    }
-    this.#checkDependencies();
+    await this.#pullFromReplicas(Math.min(1, this.#replicas.length), this.#replicas.length);
     await this.#push('one').catch((error: unknown) => {
       if (error instanceof E2ekvError && error.code === 'UNAVAILABLE') return;
       throw error;
     });
+  }
+
+  /**
+   * Pulls from replicas in order until `enough` have answered; fewer than
+   * `needed` answering is UNAVAILABLE. An unreachable replica is tolerated
+   * while others answer; anything else (integrity, permission, unknown vault)
+   * is the answer. One pull at a time: two would both extend the same trees.
+   */
+  #pullFromReplicas(needed: number, enough: number): Promise<void> {
+    const done = this.#pulling.then(() => this.#pullSerially(needed, enough));
+    this.#pulling = done.catch(() => undefined);
+    return done;
+  }
+
+  async #pullSerially(needed: number, enough: number): Promise<void> {
+    const errors: E2ekvError[] = [];
+    let reached = 0;
+    for (const replica of this.#replicas) {
+      if (reached >= enough) break;
+      try {
+        await this.#pullFrom(replica);
+        reached++;
+      } catch (error) {
+        if (!(error instanceof E2ekvError) || error.code !== 'UNAVAILABLE') throw error;
+        errors.push(error);
+      }
+    }
+    if (reached < needed) {
+      throw new E2ekvError(
+        'UNAVAILABLE',
+        `${reached} of ${this.#replicas.length} replicas answered, ${needed} needed: ${errors.map((e) => e.message).join('; ')}`,
+      );
+    }
+    this.#checkDependencies();
+  }
+
+  /** Brings the vault up to date as a read level asks, before a read. */
+  async #refresh(read: ReadLevel = 'local'): Promise<void> {
+    if (read === 'local') return;
+    const n = this.#replicas.length;
+    if (read === 'one') await this.#pullFromReplicas(1, 1);
+    else if (read === 'quorum') await this.#pullFromReplicas(Math.floor(n / 2) + 1, Math.floor(n / 2) + 1);
+    else throw new E2ekvError('INVALID_ARGUMENT', `unknown read level ${String(read)}: use local, one or quorum`);
   }
 
   async #pullFrom(replica: ReplicaTransport): Promise<void> {
@@ -696,13 +737,15 @@ export class Vault {
   }
 
   /** The current value of a key, or undefined if it was never set or was deleted. */
-  get(name: string): unknown {
+  async get(name: string, options: ReadOptions = {}): Promise<unknown> {
+    await this.#refresh(options.read);
     const winner = this.#register(name)?.winner();
     return winner === undefined ? undefined : fromValue(winner.value.value);
   }
 
   /** Every concurrent value of a key, the winner first. */
-  getAll(name: string): Sibling[] {
+  async getAll(name: string, options: ReadOptions = {}): Promise<Sibling[]> {
+    await this.#refresh(options.read);
     return (this.#register(name)?.siblings() ?? []).map((s) => ({
       value: fromValue(s.value.value),
       device: s.device,
@@ -712,7 +755,8 @@ export class Vault {
   }
 
   /** Keys that currently have a value, sorted, optionally by prefix. */
-  list(options: { prefix?: string } = {}): string[] {
+  async list(options: { prefix?: string } & ReadOptions = {}): Promise<string[]> {
+    await this.#refresh(options.read);
     const names: string[] = [];
     for (const register of this.#registers.values()) {
       const winner = register.winner();

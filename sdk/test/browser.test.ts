@@ -211,9 +211,9 @@ test('the SDK bundle runs in headless Chromium against a real replica, and its E
           { name: 'tmp', value: 'soon gone' },
           { name: 'files/text', value: 'héllo wörld ✓' },
         ]);
-        const afterWrites = vault.list();
+        const afterWrites = await vault.list();
         await vault.delete('tmp');
-        const afterDelete = vault.list();
+        const afterDelete = await vault.list();
 
         const bobIdentity = sdk.createIdentity();
         await vault.addMember(sdk.publicIdentity(bobIdentity), 'writer');
@@ -224,16 +224,16 @@ test('the SDK bundle runs in headless Chromium against a real replica, and its E
         const bob = await sdk.createClient({ identity: bobIdentity, servers });
         const bobVault = await bob.openVault(access);
         const bobSaw = {
-          profile: bobVault.get('profile'),
-          small: bytesOf(bobVault.get('files/small')),
-          bigMatches: (() => {
-            const got = bobVault.get('files/big');
+          profile: await bobVault.get('profile'),
+          small: bytesOf(await bobVault.get('files/small')),
+          bigMatches: await (async () => {
+            const got = await bobVault.get('files/big');
             return got instanceof Uint8Array && got.length === big.length && got.every((b, i) => b === big[i]);
           })(),
-          text: bobVault.get('files/text'),
-          tmp: bobVault.get('tmp') ?? null,
-          list: bobVault.list(),
-          listFiles: bobVault.list({ prefix: 'files/' }),
+          text: await bobVault.get('files/text'),
+          tmp: (await bobVault.get('tmp')) ?? null,
+          list: await bobVault.list(),
+          listFiles: await bobVault.list({ prefix: 'files/' }),
         };
         await bobVault.set('from-bob', { hello: 'alice' });
         await vault.sync();
@@ -256,12 +256,12 @@ test('the SDK bundle runs in headless Chromium against a real replica, and its E
           bobDevice: bob.deviceId,
           afterWrites,
           afterDelete,
-          afterSync: vault.list(),
-          profile: vault.get('profile'),
-          small: bytesOf(vault.get('files/small')),
-          tmp: vault.get('tmp') ?? null,
-          fromBob: vault.get('from-bob'),
-          fromBobSiblings: vault.getAll('from-bob').map((s) => ({ device: s.device, deleted: s.deleted })),
+          afterSync: await vault.list(),
+          profile: await vault.get('profile'),
+          small: bytesOf(await vault.get('files/small')),
+          tmp: (await vault.get('tmp')) ?? null,
+          fromBob: await vault.get('from-bob'),
+          fromBobSiblings: (await vault.getAll('from-bob')).map((s) => ({ device: s.device, deleted: s.deleted })),
           bobSaw,
           strangerError,
           evidence: vault.evidence.length,
@@ -301,14 +301,14 @@ test('the SDK bundle runs in headless Chromium against a real replica, and its E
       vaultId: flow.access.vaultId,
       secret: Uint8Array.from(flow.access.secret),
     });
-    t.deepEqual(carolVault.get('profile'), profile);
-    t.deepEqual(carolVault.get('files/small'), Uint8Array.of(0, 1, 2, 254, 255));
+    t.deepEqual(await carolVault.get('profile'), profile);
+    t.deepEqual(await carolVault.get('files/small'), Uint8Array.of(0, 1, 2, 254, 255));
     t.deepEqual(
-      carolVault.get('files/big'),
+      await carolVault.get('files/big'),
       new Uint8Array(20_000).map((_, i) => (i * 7) & 0xff),
     );
-    t.deepEqual(carolVault.get('from-bob'), { hello: 'alice' });
-    t.deepEqual(carolVault.list(), ['files/big', 'files/small', 'files/text', 'from-bob', 'profile']);
+    t.deepEqual(await carolVault.get('from-bob'), { hello: 'alice' });
+    t.deepEqual(await carolVault.list(), ['files/big', 'files/small', 'files/text', 'from-bob', 'profile']);
 
     // All 914 C2SP/CCTV Ed25519 edge cases: through the SDK's verifier (the
     // protocol module in the bundle, which picks WebCrypto here and routes the

@@ -26,15 +26,15 @@ test('a restarted client gets its vault back from the store, offline, and pushes
     // Offline: the vault opens from the local replica, and a local write is durable.
     const offline = await createClient({ identity, servers: [server.url], store });
     const reopened = await offline.openVault(access);
-    t.deepEqual(reopened.get('k'), { v: 1 });
-    t.deepEqual(reopened.get('big'), new Uint8Array(10_000).fill(7));
+    t.deepEqual(await reopened.get('k'), { v: 1 });
+    t.deepEqual(await reopened.get('big'), new Uint8Array(10_000).fill(7));
     await reopened.set('written offline', true, { ack: 'local' });
 
     // Back online (same port): another restart pushes the offline write.
     server = await startServerProcess(data.dir, ['--port', port]);
     const online = await createClient({ identity, servers: [server.url], store });
     const synced = await online.openVault(access);
-    t.is(synced.get('written offline'), true);
+    t.is(await synced.get('written offline'), true);
     const fresh = await createClient({ identity: createIdentity(), servers: [server.url] });
     await t.throwsAsync(fresh.openVault(access), { message: /not a reader or writer or admin/ });
     const report = await synced.verify();
@@ -59,7 +59,7 @@ test('a file store that was altered on disk is refused with INTEGRITY', async (t
     const store = await openFileLocalStore(local.dir);
     const bob = await createClient({ identity: bobIdentity, servers: [server.url], store });
     const b = await bob.openVault(access);
-    t.is(b.get('k'), 'v');
+    t.is(await b.get('k'), 'v');
     await store.close();
 
     // Flip one byte of Alice's log as Bob's disk holds it.

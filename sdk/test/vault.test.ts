@@ -34,14 +34,14 @@ test('set, get, list, batch and delete, acknowledged by the replica', async (t) 
       { name: 'a', value: 'first' },
       { name: 'b', value: 42 },
     ]);
-    t.deepEqual(vault.get('notes/todo'), { done: false, items: ['milk'] });
-    t.deepEqual(vault.get('notes/bytes'), Uint8Array.of(1, 2, 3));
-    t.deepEqual(vault.list(), ['a', 'b', 'notes/bytes', 'notes/todo']);
-    t.deepEqual(vault.list({ prefix: 'notes/' }), ['notes/bytes', 'notes/todo']);
+    t.deepEqual(await vault.get('notes/todo'), { done: false, items: ['milk'] });
+    t.deepEqual(await vault.get('notes/bytes'), Uint8Array.of(1, 2, 3));
+    t.deepEqual(await vault.list(), ['a', 'b', 'notes/bytes', 'notes/todo']);
+    t.deepEqual(await vault.list({ prefix: 'notes/' }), ['notes/bytes', 'notes/todo']);
     await vault.delete('a');
-    t.is(vault.get('a'), undefined);
-    t.deepEqual(vault.list(), ['b', 'notes/bytes', 'notes/todo']);
-    t.is(vault.get('never'), undefined);
+    t.is(await vault.get('a'), undefined);
+    t.deepEqual(await vault.list(), ['b', 'notes/bytes', 'notes/todo']);
+    t.is(await vault.get('never'), undefined);
   });
 });
 
@@ -55,28 +55,28 @@ test('a second device reads after sync; concurrent writes resolve to one winner 
     await a.set('shared', 'from alice');
     await a.addMember(publicIdentity(bobIdentity), 'writer');
     const b = await bob.openVault(access);
-    t.is(b.get('shared'), 'from alice');
+    t.is(await b.get('shared'), 'from alice');
 
     // Concurrent: neither has seen the other's write.
     await a.set('x', 'alice');
     await b.set('x', 'bob');
     await a.sync();
     await b.sync();
-    const siblingsA = a.getAll('x');
-    const siblingsB = b.getAll('x');
+    const siblingsA = await a.getAll('x');
+    const siblingsB = await b.getAll('x');
     t.is(siblingsA.length, 2);
     t.deepEqual(siblingsA, siblingsB);
-    t.is(a.get('x'), b.get('x'));
-    t.true(['alice', 'bob'].includes(a.get('x') as string));
+    t.is(await a.get('x'), await b.get('x'));
+    t.true(['alice', 'bob'].includes((await a.get('x')) as string));
 
     // Causally later: Bob has seen both, writes again; it supersedes both everywhere.
     await b.set('x', 'resolved by bob');
     await a.sync();
     t.deepEqual(
-      a.getAll('x').map((s) => s.value),
+      (await a.getAll('x')).map((s) => s.value),
       ['resolved by bob'],
     );
-    t.is(b.get('x'), 'resolved by bob');
+    t.is(await b.get('x'), 'resolved by bob');
   });
 });
 
@@ -116,7 +116,7 @@ test("watch delivers another device's writes through the push channel", async (t
     await a.set('live', { n: 1 });
     const change = await seen;
     t.is(change.device, alice.deviceId);
-    t.deepEqual(b.get('live'), { n: 1 });
+    t.deepEqual(await b.get('live'), { n: 1 });
   });
 });
 
@@ -143,11 +143,43 @@ test('with two replicas, ack all puts the write on both and verify finds them co
     await vault.set('k3', 3, { ack: 'one' });
     const error = await t.throwsAsync(vault.set('k4', 4, { ack: 'all' }));
     t.is((error as { code?: string }).code, 'UNAVAILABLE');
-    t.is(vault.get('k4'), 4);
+    t.is(await vault.get('k4'), 4);
   } finally {
     await one.stop();
     await two.stop();
     await first.remove();
     await second.remove();
+  }
+});
+
+test('read levels: local answers from this device, one and quorum pull first, quorum needs a majority', async (t) => {
+  const dirs = [await tempDir(), await tempDir()];
+  const servers = await Promise.all(dirs.map((d) => startServerProcess(d.dir)));
+  try {
+    const urls = servers.map((s) => s.url);
+    const aliceIdentity = createIdentity();
+    const bobIdentity = createIdentity();
+    const alice = await createClient({ identity: aliceIdentity, servers: urls });
+    const bob = await createClient({ identity: bobIdentity, servers: urls });
+    const { vault: a, access } = await alice.createVault();
+    await a.addMember(publicIdentity(bobIdentity), 'writer', { ack: 'all' });
+    const b = await bob.openVault(access);
+    await a.set('k', 'new', { ack: 'all' });
+    t.is(await b.get('k'), undefined, 'local: not pulled yet');
+    t.is(await b.get('k', { read: 'one' }), 'new');
+    await a.set('k', 'newer', { ack: 'all' });
+    t.deepEqual(await b.list({ read: 'quorum' }), ['k']);
+    t.is(await b.get('k'), 'newer');
+    // With one of two replicas down, 'one' still reads but a majority of two is two.
+    await servers[1]!.stop();
+    await a.set('k', 'newest', { ack: 'one' });
+    t.is(await b.get('k', { read: 'one' }), 'newest');
+    const error = await t.throwsAsync(b.get('k', { read: 'quorum' }));
+    t.is((error as { code?: string }).code, 'UNAVAILABLE');
+    t.regex((error as Error).message, /1 of 2 replicas answered, 2 needed/);
+    t.is(await b.get('k'), 'newest', 'what was verified stays readable locally');
+  } finally {
+    for (const s of servers) await s.stop();
+    for (const d of dirs) await d.remove();
   }
 });
