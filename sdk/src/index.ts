@@ -10,7 +10,18 @@ export type { ClientOptions, VaultAccess } from './client.js';
 export { createIdentity, deviceId, publicIdentity } from './identity.js';
 export type { Identity, PublicIdentity } from './identity.js';
 export { Vault } from './vault.js';
-export type { AckLevel, Settable, Sibling, VaultEvidence, WriteOptions } from './vault.js';
+export type {
+  AckLevel,
+  BatchOperation,
+  ReadLevel,
+  ReadOptions,
+  Settable,
+  Sibling,
+  VaultChange,
+  VaultEvidence,
+  VerifyReport,
+  WriteOptions,
+} from './vault.js';
 
 export { MemoryLocalStore } from './local/memory.js';
 export type { LocalStore, StoredEvidence, StoredLog, StoredPin, StoredVault } from './local/adapter.js';

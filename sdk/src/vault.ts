@@ -61,10 +61,18 @@ export interface WriteOptions {
 
 export interface Sibling {
   value: unknown;
+  /** How the value was written: 'automerge' values are saved Automerge documents (see 'e2ekv/automerge'). */
+  kind: 'bytes' | 'json' | 'automerge' | 'tombstone';
   device: string;
   index: number;
   deleted: boolean;
 }
+
+/** One write of a batch. `automerge` holds a saved Automerge document; 'e2ekv/automerge' writes these. */
+export type BatchOperation =
+  | { name: string; value: Settable }
+  | { name: string; delete: true }
+  | { name: string; automerge: Uint8Array };
 
 interface ItemState {
   name: string;
@@ -285,13 +293,17 @@ export class Vault {
   }
 
   /** Writes several keys atomically: one log entry. */
-  async batch(
-    operations: readonly ({ name: string; value: Settable } | { name: string; delete: true })[],
-    options: WriteOptions = {},
-  ): Promise<void> {
-    const writes: Write[] = operations.map((op) =>
-      'delete' in op ? { name: op.name, value: { kind: 'tombstone' } } : { name: op.name, value: toValue(op.value) },
-    );
+  async batch(operations: readonly BatchOperation[], options: WriteOptions = {}): Promise<void> {
+    const writes: Write[] = operations.map((op) => {
+      if ('delete' in op) return { name: op.name, value: { kind: 'tombstone' } };
+      if ('automerge' in op) {
+        if (!(op.automerge instanceof Uint8Array)) {
+          throw new E2ekvError('INVALID_ARGUMENT', `the Automerge document for ${op.name} is not bytes`);
+        }
+        return { name: op.name, value: { kind: 'automerge', document: op.automerge.slice() } };
+      }
+      return { name: op.name, value: toValue(op.value) };
+    });
     // One writer at a time per device: entries take consecutive indices.
     const done = this.#writing.then(() => this.#writeLocal(writes));
     this.#writing = done.catch(() => undefined);
@@ -748,6 +760,7 @@ export class Vault {
     await this.#refresh(options.read);
     return (this.#register(name)?.siblings() ?? []).map((s) => ({
       value: fromValue(s.value.value),
+      kind: s.value.value.kind,
       device: s.device,
       index: s.index,
       deleted: s.value.value.kind === 'tombstone',
