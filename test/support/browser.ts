@@ -1,0 +1,110 @@
+// A harness for tests that run code in headless Chromium (playwright-core and
+// Debian's /usr/bin/chromium): bundle TypeScript for the page with esbuild, and
+// serve the page from a local express server that also reverse-proxies /v1/* to
+// a real replica. The replica sends no CORS headers, so the page talks to its
+// own origin, and the request paths the SDK signs are exactly the paths the
+// replica sees.
+import { existsSync } from 'node:fs';
+import http, { type IncomingHttpHeaders } from 'node:http';
+import path from 'node:path';
+import { build, type Metafile } from 'esbuild';
+import express from 'express';
+import { repoRoot } from './paths.js';
+
+export const CHROMIUM = '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+export interface Bundle {
+  text: string;
+  inputs: string[];
+}
+
+/** Bundles a workspace file (path from the repository root) for the page, from sources. */
+export async function bundle(entry: string): Promise<Bundle> {
+  const result = await build({
+    entryPoints: [path.join(repoRoot, entry)],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    conditions: ['e2ekv-source'],
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const metafile: Metafile = result.metafile;
+  return { text: result.outputFiles[0]!.text, inputs: Object.keys(metafile.inputs) };
+}
+
+// Request headers that belong to one connection, not to the request (RFC 9110 7.6.1).
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+function endToEnd(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.has(name.toLowerCase())));
+}
+
+/** The page's own server: /app/* (page and bundles), and /v1/* proxied to the replica byte for byte. */
+export async function startPageServer(replicaUrl: string, files: Record<string, string>): Promise<http.Server> {
+  const upstream = new URL(replicaUrl);
+  const app = express();
+  app.disable('x-powered-by');
+  for (const [name, text] of Object.entries(files)) {
+    const type = name.endsWith('.html') ? 'text/html; charset=utf-8' : 'text/javascript; charset=utf-8';
+    app.get(`/app/${name}`, (_req, res) => {
+      res.type(type).send(text);
+    });
+  }
+  // Same method, path and query (originalUrl keeps the /v1 mount path), headers
+  // including Authorization, and body, streamed both ways (the events route is a stream).
+  app.use('/v1', (req, res) => {
+    const forwarded = http.request(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.originalUrl,
+        headers: { ...endToEnd(req.headers), host: upstream.host },
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
+        answer.pipe(res);
+      },
+    );
+    forwarded.on('error', (error) => {
+      if (res.headersSent) res.destroy(error);
+      else res.status(502).json({ error: { code: 'UNAVAILABLE', message: `proxy: ${error.message}` } });
+    });
+    req.pipe(forwarded);
+  });
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
+export async function closeServer(server: http.Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+export const chromiumPresent = existsSync(CHROMIUM);
+export const inCi = process.env['CI'] !== undefined && process.env['CI'] !== '';
+
