@@ -6,6 +6,7 @@
  */
 import {
   E2ekvError,
+  LIMITS,
   MerkleTree,
   bytesEqual,
   decodeEntry,
@@ -16,6 +17,7 @@ import {
   toHex,
   verifyDeviceCheckpoint,
   signDeviceCheckpoint,
+  type Cosigner,
   type NoteSigner,
   type Role,
 } from '@e2ekv/protocol';
@@ -70,9 +72,7 @@ export interface Sibling {
 
 /** One write of a batch. `automerge` holds a saved Automerge document; 'e2ekv/automerge' writes these. */
 export type BatchOperation =
-  | { name: string; value: Settable }
-  | { name: string; delete: true }
-  | { name: string; automerge: Uint8Array };
+  { name: string; value: Settable } | { name: string; delete: true } | { name: string; automerge: Uint8Array };
 
 interface ItemState {
   name: string;
@@ -393,41 +393,71 @@ export class Vault {
   async #pushTo(replica: ReplicaTransport): Promise<void> {
     const own = this.#log(this.#deviceHex);
     const size = own.entries.length;
-    let start = this.#acked.get(replica.url);
-    if (start === undefined) {
+    let acked = this.#acked.get(replica.url);
+    if (acked === undefined) {
       const state = await replica.vaultState(this.id);
-      start = state.logs.find((l) => l.device === this.#deviceHex)?.size ?? 0;
-      if (start > size) {
+      acked = state.logs.find((l) => l.device === this.#deviceHex)?.size ?? 0;
+      if (acked > size) {
         throw new E2ekvError(
           'INTEGRITY',
-          `replica ${replica.url} claims ${start} entries of this device's log, which has ${size}`,
+          `replica ${replica.url} claims ${acked} entries of this device's log, which has ${size}`,
         );
       }
     }
+    let start: number = acked;
     if (start >= size) return;
-    const blobs: Uint8Array[] = [];
-    for (let i = start; i < size; i++) blobs.push(...(this.#blobs.get(i) ?? []));
+    const info = await replica.info();
+    // Chunks within what the replica announced; base64 in JSON grows bytes by a third.
+    const maxEntries = Math.max(1, Math.min(info.limits.maxBatchEntries, 1024));
+    const maxBytes = Math.max(
+      LIMITS.maxEntryBytes,
+      Math.floor(((info.limits['maxBodyBytes'] ?? 16 * 2 ** 20) * 3) / 4) - 2 ** 16,
+    );
+    while (start < size) {
+      let end = start;
+      let bytes = 0;
+      const blobs: Uint8Array[] = [];
+      while (end < size && end - start < maxEntries) {
+        const entryBlobs = this.#blobs.get(end) ?? [];
+        const more = own.entries[end]!.length + entryBlobs.reduce((n, b) => n + b.length, 0);
+        if (end > start && bytes + more > maxBytes) break;
+        bytes += more;
+        blobs.push(...entryBlobs);
+        end++;
+      }
+      await this.#appendChunk(replica, info.cosigner, start, end, blobs);
+      start = end;
+    }
+  }
+
+  async #appendChunk(
+    replica: ReplicaTransport,
+    cosigner: Cosigner,
+    start: number,
+    end: number,
+    blobs: Uint8Array[],
+  ): Promise<void> {
+    const own = this.#log(this.#deviceHex);
     const checkpoint = await signDeviceCheckpoint(this.#checkpointSigner, {
-      size: BigInt(size),
-      root: own.tree.root(size),
+      size: BigInt(end),
+      root: own.tree.root(end),
     });
     const cosigned = await replica.append(this.id, {
       start,
-      entries: own.entries.slice(start, size),
+      entries: own.entries.slice(start, end),
       blobs,
       checkpoint,
-      consistencyProof: start > 0 ? own.tree.consistencyProof(start, size) : [],
+      consistencyProof: start > 0 ? own.tree.consistencyProof(start, end) : [],
     });
-    const info = await replica.info();
-    const verified = await verifyDeviceCheckpoint(cosigned, this.#vaultId, this.#device, [info.cosigner]);
-    if (verified.checkpoint.size !== BigInt(size) || verified.cosignatures.length === 0) {
+    const verified = await verifyDeviceCheckpoint(cosigned, this.#vaultId, this.#device, [cosigner]);
+    if (verified.checkpoint.size !== BigInt(end) || verified.cosignatures.length === 0) {
       throw new E2ekvError(
         'INTEGRITY',
         `replica ${replica.url} acknowledged the append with a checkpoint it did not cosign`,
       );
     }
-    this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, size));
-    await this.#store?.setAcked(this.id, replica.url, size);
+    this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, end));
+    await this.#store?.setAcked(this.id, replica.url, end);
   }
 
   /** Pulls and verifies every log from every replica, then pushes this device's entries. */
@@ -487,12 +517,23 @@ export class Vault {
     const state = await replica.vaultState(this.id);
     for (const remote of state.logs) {
       const log = this.#log(remote.device);
-      if (remote.device === this.#deviceHex) {
+      const own = remote.device === this.#deviceHex;
+      if (own && log.entries.length === 0 && remote.size > 0) {
+        // This identity wrote before, but this installation holds none of it (a
+        // restored identity, or local data deleted): adopt the log, which must
+        // verify under this device's own key like any other. Falls through.
+      } else if (own) {
+        if (remote.size > log.entries.length) {
+          throw new E2ekvError(
+            'CONFLICT',
+            `replica ${replica.url} holds ${remote.size} entries of this device's log, this installation only ${log.entries.length}: the same identity is writing from another installation. Use one identity per installation; to recover, delete this vault's local data and sync again`,
+          );
+        }
         // Our own log: the replica's copy must be a prefix of it.
-        if (remote.size > log.entries.length || !bytesEqual(remote.root, log.tree.root(remote.size))) {
+        if (!bytesEqual(remote.root, log.tree.root(remote.size))) {
           throw new E2ekvError(
             'INTEGRITY',
-            `replica ${replica.url} holds a version of this device's log that this device never wrote`,
+            `replica ${replica.url} holds a version of this device's log that this installation never wrote: either the replica forged it or the same identity writes from another installation`,
           );
         }
         this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, remote.size));

@@ -183,3 +183,20 @@ test('read levels: local answers from this device, one and quorum pull first, qu
     for (const d of dirs) await d.remove();
   }
 });
+
+test('a push longer than the replica takes in one append goes in chunks, each cosigned', async (t) => {
+  await withServer(async (server) => {
+    const identity = createIdentity();
+    const alice = await client(server, identity);
+    const { vault, access } = await alice.createVault();
+    const info = (await (await fetch(`${server.url}/v1/info`)).json()) as { limits: { maxBatchEntries: number } };
+    const count = info.limits.maxBatchEntries + 100;
+    for (let i = 0; i < count; i++) await vault.set(`k${i}`, i, { ack: 'local' });
+    await vault.sync();
+    const report = await vault.verify();
+    t.deepEqual(report.replicas[0]!.logs, [{ device: alice.deviceId, size: count }]);
+    const again = await (await client(server, identity)).openVault(access);
+    t.is((await again.list()).length, count);
+    t.is(await again.get(`k${count - 1}`), count - 1);
+  });
+});
