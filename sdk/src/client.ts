@@ -42,6 +42,14 @@ export interface VaultAccess {
   secret: Uint8Array;
 }
 
+export interface OpenVaultOptions {
+  /**
+   * false: open from the local store alone, without a request (reads at level
+   * 'local' see what this device verified before). Default true: sync first.
+   */
+  sync?: boolean;
+}
+
 export class Client {
   readonly #identity: Identity;
   readonly #signer: Ed25519Signer;
@@ -92,7 +100,13 @@ export class Client {
    * opens from it even when no replica answers (local-first); without one, an
    * unreachable set of replicas is an error.
    */
-  async openVault(access: VaultAccess): Promise<Vault> {
+  async openVault(access: VaultAccess, options: OpenVaultOptions = {}): Promise<Vault> {
+    if (options.sync === false) {
+      if (this.#store === undefined) {
+        throw new E2ekvError('INVALID_ARGUMENT', 'opening a vault without sync needs a local store to open it from');
+      }
+      return this.#open(access, false);
+    }
     const vault = await this.#open(access);
     try {
       await vault.sync();
@@ -104,13 +118,15 @@ export class Client {
     return vault;
   }
 
-  async #open(access: VaultAccess): Promise<Vault> {
+  async #open(access: VaultAccess, checkReplicas = true): Promise<Vault> {
     if (!/^[0-9a-f]{64}$/.test(access.vaultId) || access.secret.length !== 32) {
       throw new E2ekvError('INVALID_ARGUMENT', 'vault access needs a 64-hex-digit vault id and a 32-byte secret');
     }
     const vaultId = fromHex(access.vaultId);
     // The genesis names the vault: check it before trusting anything about the vault.
-    const states = await Promise.allSettled(this.#replicas.map((r) => r.vaultState(access.vaultId)));
+    const states = checkReplicas
+      ? await Promise.allSettled(this.#replicas.map((r) => r.vaultState(access.vaultId)))
+      : [];
     for (const state of states) {
       if (state.status !== 'fulfilled') continue;
       const verified = await verifyGenesis(state.value.genesis);

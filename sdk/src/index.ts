@@ -6,7 +6,7 @@
 export { E2ekvError, isE2ekvError, errorCategory } from '@e2ekv/protocol';
 export type { ErrorCode, ErrorCategory } from '@e2ekv/protocol';
 export { Client, createClient } from './client.js';
-export type { ClientOptions, VaultAccess } from './client.js';
+export type { ClientOptions, OpenVaultOptions, VaultAccess } from './client.js';
 export { createIdentity, deviceId, publicIdentity } from './identity.js';
 export type { Identity, PublicIdentity } from './identity.js';
 export { Vault } from './vault.js';
@@ -19,6 +19,7 @@ export type {
   Sibling,
   VaultChange,
   VaultEvidence,
+  VaultStatus,
   VerifyReport,
   WriteOptions,
 } from './vault.js';

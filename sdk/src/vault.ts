@@ -95,11 +95,28 @@ interface LogState {
   unpinned: Uint8Array[];
 }
 
+interface OpenedWithBlobs {
+  opened: OpenedEntry;
+  /** The blobs the entry references, in order. */
+  blobs: Uint8Array[];
+}
+
 /** One key changed by an applied entry; `conflict` when it now has concurrent siblings. */
 export interface VaultChange {
   key: string;
   device: string;
   conflict: boolean;
+}
+
+/** What this device holds of a vault, from memory: no request is made. */
+export interface VaultStatus {
+  logs: { device: string; entries: number; verified: number; applied: number }[];
+  /** Own-log size each replica acknowledged, by URL. */
+  acked: Record<string, number>;
+  /** Own entries no replica has acknowledged yet. */
+  unpushed: number;
+  evidence: number;
+  keys: number;
 }
 
 export interface VerifyReport {
@@ -223,31 +240,37 @@ export class Vault {
 
   /** Opens one verified entry and queues it for causal delivery. */
   async #queue(log: LogState, index: number, bytes: Uint8Array, replica: ReplicaTransport | undefined): Promise<void> {
+    const { opened, blobs } = await this.#openEntry(index, bytes, replica);
+    if (blobs.length > 0 && opened.device === this.#deviceHex) this.#blobs.set(index, blobs);
+    this.#clock.observe(opened.clock);
+    log.waiting.set(index, opened);
+  }
+
+  /** Decrypts and checks one verified entry, fetching (and storing) the blobs it references. */
+  async #openEntry(index: number, bytes: Uint8Array, replica: ReplicaTransport | undefined): Promise<OpenedWithBlobs> {
     const entry = decodeEntry(bytes);
     if (entry.type === 'data') {
-      const own = toHex(entry.device) === this.#deviceHex;
       const blobs: Uint8Array[] = [];
       const opened = await openDataEntry(entry, this.#keys, async (hash, length) => {
         const blob = await this.#blob(replica, hash, length);
         blobs.push(blob);
         return blob;
       });
-      if (own && blobs.length > 0) this.#blobs.set(index, blobs);
-      this.#clock.observe(opened.clock);
-      log.waiting.set(index, opened);
-    } else {
-      // Membership entries carry no values here (their replay comes with
-      // sharing), but they still take their place in causal order.
-      this.#clock.observe(entry.clock);
-      log.waiting.set(index, {
+      return { opened, blobs };
+    }
+    // Membership entries carry no values here (their replay comes with
+    // sharing), but they still take their place in causal order.
+    return {
+      opened: {
         device: toHex(entry.device),
         index,
         epoch: entry.epoch,
         clock: entry.clock,
         context: new Map(entry.context.map((c) => [toHex(c.device), Number(c.size)])),
         items: [],
-      });
-    }
+      },
+      blobs: [],
+    };
   }
 
   /** A blob from the local replica, or else from `replica`, checked against its hash and length. */
@@ -277,6 +300,29 @@ export class Vault {
     own.tree.append(leafHash(bytes));
     if (blobs.length > 0) this.#blobs.set(index, [...blobs]);
     return index;
+  }
+
+  /** What this device holds: logs, acknowledgements, evidence. Local; makes no request. */
+  status(): VaultStatus {
+    const ownSize = this.#log(this.#deviceHex).entries.length;
+    const acked = Object.fromEntries([...this.#acked].sort(([a], [b]) => (a < b ? -1 : 1)));
+    return {
+      logs: [...this.#logs.entries()]
+        .filter(([, log]) => log.entries.length > 0)
+        .map(([device, log]) => ({
+          device,
+          entries: log.entries.length,
+          verified: device === this.#deviceHex ? log.entries.length : (log.pin?.size ?? 0),
+          applied: log.applied,
+        })),
+      acked,
+      unpushed: ownSize - Math.max(0, ...this.#acked.values()),
+      evidence: this.#evidence.length,
+      keys: [...this.#registers.values()].filter((r) => {
+        const winner = r.winner();
+        return winner !== undefined && winner.value.value.kind !== 'tombstone';
+      }).length,
+    };
   }
 
   /** Evidence of equivocation found so far: pairs of signed checkpoints that cannot both be true. */
@@ -559,12 +605,28 @@ export class Vault {
         throw error;
       }
       const start = log.entries.length;
+      // Open every entry (fetching its blobs) before anything is kept: an entry
+      // whose blob a replica withholds or altered must not reach the local
+      // replica, which would then refuse to load.
+      let opened: OpenedWithBlobs[];
+      try {
+        opened = [];
+        for (const [i, bytes] of pulled.entries.entries())
+          opened.push(await this.#openEntry(start + i, bytes, replica));
+      } catch (error) {
+        // pullLog appended the new leaves to log.tree: take them back.
+        log.tree = new MerkleTree(log.entries.map((bytes) => leafHash(bytes)));
+        throw error;
+      }
       await this.#persistPulled(log, remote.device, start, pulled.entries);
-      // pullLog has appended the verified leaves to log.tree.
       log.entries.push(...pulled.entries);
       log.pin = pulled.pin;
       await this.#store?.setPin(this.id, remote.device, pulled.pin);
-      for (const [i, bytes] of pulled.entries.entries()) await this.#queue(log, start + i, bytes, replica);
+      for (const [i, { opened: entry, blobs }] of opened.entries()) {
+        if (blobs.length > 0 && own) this.#blobs.set(start + i, blobs);
+        this.#clock.observe(entry.clock);
+        log.waiting.set(start + i, entry);
+      }
     }
     this.#applyReady();
   }

@@ -107,4 +107,3 @@ export async function closeServer(server: http.Server): Promise<void> {
 
 export const chromiumPresent = existsSync(CHROMIUM);
 export const inCi = process.env['CI'] !== undefined && process.env['CI'] !== '';
-
