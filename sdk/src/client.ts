@@ -5,6 +5,7 @@
 import {
   E2ekvError,
   KeyNameBlinder,
+  bytesEqual,
   deriveBlindingKey,
   deriveValueKey,
   deviceCheckpointSigner,
@@ -92,7 +93,7 @@ export class Client {
       throw new E2ekvError('UNAVAILABLE', `no replica accepted the new vault: ${reasons}`);
     }
     const access = { vaultId: toHex(vaultId), secret: randomBytes(32) };
-    return { vault: await this.#open(access), access };
+    return { vault: await this.#open(access, true, signedGenesis), access };
   }
 
   /**
@@ -118,22 +119,12 @@ export class Client {
     return vault;
   }
 
-  async #open(access: VaultAccess, checkReplicas = true): Promise<Vault> {
+  async #open(access: VaultAccess, checkReplicas = true, knownGenesis?: Uint8Array): Promise<Vault> {
     if (!/^[0-9a-f]{64}$/.test(access.vaultId) || access.secret.length !== 32) {
       throw new E2ekvError('INVALID_ARGUMENT', 'vault access needs a 64-hex-digit vault id and a 32-byte secret');
     }
     const vaultId = fromHex(access.vaultId);
-    // The genesis names the vault: check it before trusting anything about the vault.
-    const states = checkReplicas
-      ? await Promise.allSettled(this.#replicas.map((r) => r.vaultState(access.vaultId)))
-      : [];
-    for (const state of states) {
-      if (state.status !== 'fulfilled') continue;
-      const verified = await verifyGenesis(state.value.genesis);
-      if (toHex(verified.vaultId) !== access.vaultId) {
-        throw new E2ekvError('INTEGRITY', 'a replica served the genesis of another vault');
-      }
-    }
+    const creator = await this.#creatorOf(access.vaultId, checkReplicas, knownGenesis);
     const keys = {
       vaultId,
       epoch: 0,
@@ -142,6 +133,7 @@ export class Client {
     };
     const vault = new Vault({
       vaultId,
+      creator,
       keys,
       device: this.#signer.publicKey,
       checkpointSigner: await deviceCheckpointSigner(this.#identity.signingSeed, vaultId),
@@ -151,6 +143,60 @@ export class Client {
     });
     await vault.restore();
     return vault;
+  }
+
+  /**
+   * The vault's creator, where membership replay starts, from its signed
+   * genesis: checked against the vault id (the genesis names the vault) before
+   * anything else about the vault is trusted. The local store keeps a copy
+   * (as the blob named by the vault id) so that a vault opens offline.
+   */
+  async #creatorOf(vaultIdHex: string, askReplicas: boolean, known?: Uint8Array): Promise<Uint8Array> {
+    const check = async (signed: Uint8Array, source: string) => {
+      const verified = await verifyGenesis(signed);
+      if (toHex(verified.vaultId) !== vaultIdHex) {
+        throw new E2ekvError('INTEGRITY', `${source} holds the genesis of another vault`);
+      }
+      return verified.genesis.creator;
+    };
+    const stored = await this.#store?.getBlob(vaultIdHex, vaultIdHex);
+    let creator = stored === undefined ? undefined : await check(stored, 'the local replica');
+    if (known !== undefined) creator ??= await check(known, 'the new vault');
+    const failures: unknown[] = [];
+    if (askReplicas) {
+      const states = await Promise.allSettled(this.#replicas.map((r) => r.vaultState(vaultIdHex)));
+      for (const [i, state] of states.entries()) {
+        if (state.status !== 'fulfilled') {
+          failures.push(state.reason);
+          continue;
+        }
+        const served = await check(state.value.genesis, `replica ${this.#replicas[i]!.url}`);
+        if (creator !== undefined && !bytesEqual(served, creator)) {
+          throw new E2ekvError(
+            'INTEGRITY',
+            `replica ${this.#replicas[i]!.url} served a genesis that contradicts the vault id`,
+          );
+        }
+        if (creator === undefined) {
+          creator = served;
+          await this.#store?.putBlob(vaultIdHex, vaultIdHex, state.value.genesis);
+        }
+      }
+    }
+    if (known !== undefined && stored === undefined) await this.#store?.putBlob(vaultIdHex, vaultIdHex, known);
+    if (creator === undefined) {
+      if (!askReplicas) {
+        throw new E2ekvError('NOT_FOUND', `this device holds no copy of vault ${vaultIdHex}: open it with sync first`);
+      }
+      // Unreachable replicas say nothing; any other answer (not found, not a member) is the answer.
+      const answer = failures.find((f) => !(f instanceof E2ekvError && f.code === 'UNAVAILABLE'));
+      if (answer !== undefined) throw answer;
+      throw new E2ekvError(
+        'UNAVAILABLE',
+        `no replica served the genesis of vault ${vaultIdHex}: ${failures.map((f) => String((f as Error).message)).join('; ')}`,
+      );
+    }
+    return creator;
   }
 }
 

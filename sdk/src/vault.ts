@@ -18,12 +18,14 @@ import {
   verifyDeviceCheckpoint,
   signDeviceCheckpoint,
   type Cosigner,
+  type MembershipChange,
   type NoteSigner,
   type Role,
 } from '@e2ekv/protocol';
 import { HybridLogicalClock } from './clock.js';
 import { openDataEntry, sealDataEntry, type OpenedEntry, type Value, type VaultKeys, type Write } from './entries.js';
 import { pullBlob, pullLog, type LogPin } from './log-sync.js';
+import { MembershipView } from './membership.js';
 import { MultiValueRegister, type VersionedWrite } from './resolve.js';
 import type { LocalStore } from './local/adapter.js';
 import type { ReplicaTransport } from './transport.js';
@@ -88,17 +90,28 @@ interface LogState {
   /** How many entries have been applied to the registers (causal delivery). */
   applied: number;
   /** Opened entries waiting for their causal past, by index. */
-  waiting: Map<number, OpenedEntry>;
+  waiting: Map<number, QueuedEntry>;
   /** Entries in the local store (may exceed `entries` after a crash, see restore). */
   stored: number;
   /** Stored entries past the pin, not yet proven again by a replica. */
   unpinned: Uint8Array[];
 }
 
+/** An entry opened and waiting for causal delivery; membership entries carry their change. */
+type QueuedEntry = OpenedEntry & { change?: MembershipChange };
+
 interface OpenedWithBlobs {
-  opened: OpenedEntry;
+  opened: QueuedEntry;
   /** The blobs the entry references, in order. */
   blobs: Uint8Array[];
+}
+
+/** An entry whose writes were ignored: its writer was not a writer or admin in the entry's causal past. */
+export interface RejectedEntry {
+  device: string;
+  index: number;
+  /** The writer's role in that past, or undefined when it was not a member. */
+  role: Role | undefined;
 }
 
 /** One key changed by an applied entry; `conflict` when it now has concurrent siblings. */
@@ -117,6 +130,8 @@ export interface VaultStatus {
   unpushed: number;
   evidence: number;
   keys: number;
+  /** Entries whose writes were ignored (their writer could not write then). */
+  rejected: RejectedEntry[];
 }
 
 export interface VerifyReport {
@@ -132,6 +147,8 @@ export interface VaultEvidence {
 
 export interface VaultOptions {
   vaultId: Uint8Array;
+  /** The genesis creator's Ed25519 key: the first admin, where membership replay starts. */
+  creator: Uint8Array;
   keys: VaultKeys;
   device: Uint8Array;
   checkpointSigner: NoteSigner;
@@ -183,8 +200,11 @@ export class Vault {
   #writing: Promise<unknown> = Promise.resolve();
   #pulling: Promise<unknown> = Promise.resolve();
   readonly #store: LocalStore | undefined;
+  readonly #membership: MembershipView;
+  readonly #rejected: RejectedEntry[] = [];
 
   constructor(options: VaultOptions) {
+    this.#membership = new MembershipView(toHex(options.creator));
     this.#vaultId = options.vaultId;
     this.id = toHex(options.vaultId);
     this.#keys = options.keys;
@@ -268,6 +288,7 @@ export class Vault {
         clock: entry.clock,
         context: new Map(entry.context.map((c) => [toHex(c.device), Number(c.size)])),
         items: [],
+        change: entry.change,
       },
       blobs: [],
     };
@@ -318,6 +339,7 @@ export class Vault {
       acked,
       unpushed: ownSize - Math.max(0, ...this.#acked.values()),
       evidence: this.#evidence.length,
+      rejected: [...this.#rejected],
       keys: [...this.#registers.values()].filter((r) => {
         const winner = r.winner();
         return winner !== undefined && winner.value.value.kind !== 'tombstone';
@@ -388,6 +410,18 @@ export class Vault {
     await this.#push(options.ack ?? 'one');
   }
 
+  /** Refuses, before anything is written, a write that every other device would ignore. */
+  #checkCanWrite(index: number, context: { device: Uint8Array; size: bigint }[]): void {
+    const past = new Map(context.map((c) => [toHex(c.device), Number(c.size)]));
+    const role = this.#membership.writerRole(this.#deviceHex, index, past);
+    if (role !== 'writer' && role !== 'admin') {
+      throw new E2ekvError(
+        'PERMISSION_DENIED',
+        `this device is ${role === undefined ? 'not a member' : `a ${role}`} of this vault as far as it has synced, so it cannot write: ask an admin to make it a writer, then sync`,
+      );
+    }
+  }
+
   /** What this device has applied of every other device's log: the causal context of its next entry. */
   #context(): { device: Uint8Array; size: bigint }[] {
     return [...this.#logs.entries()]
@@ -400,6 +434,7 @@ export class Vault {
     const own = this.#log(this.#deviceHex);
     const context = this.#context();
     const index = own.entries.length;
+    this.#checkCanWrite(index, context);
     const sealed = sealDataEntry({
       keys: this.#keys,
       device: this.#device,
@@ -692,7 +727,25 @@ export class Vault {
     }
   }
 
-  #apply(entry: OpenedEntry): void {
+  #apply(entry: QueuedEntry): void {
+    if (entry.change !== undefined) {
+      this.#membership.record({ ...entry, change: entry.change });
+      return;
+    }
+    const role = this.#membership.writerRole(entry.device, entry.index, entry.context);
+    if (role !== 'writer' && role !== 'admin') {
+      // Verified and in its causal place, but not believed: the replica that
+      // accepted it disagrees with the membership this device replayed.
+      this.#rejected.push({ device: entry.device, index: entry.index, role });
+      this.#onWatchError(
+        new E2ekvError(
+          'PERMISSION_DENIED',
+          `entry ${entry.index} of device ${entry.device} was written when that device was ${role === undefined ? 'not a member' : `a ${role}`} of this vault: its writes are ignored. A replica accepted it; run verify and check the vault's membership`,
+          { details: { device: entry.device, index: entry.index } },
+        ),
+      );
+      return;
+    }
     const vector = new Map(entry.context);
     for (const item of entry.items) {
       let register = this.#registers.get(item.blindedKey);
