@@ -199,6 +199,7 @@ export class Vault {
   #syncAgain = false;
   #writing: Promise<unknown> = Promise.resolve();
   #pulling: Promise<unknown> = Promise.resolve();
+  readonly #pushing = new Map<string, Promise<unknown>>();
   readonly #store: LocalStore | undefined;
   readonly #membership: MembershipView;
   readonly #rejected: RejectedEntry[] = [];
@@ -453,7 +454,7 @@ export class Vault {
     if (ack === 'local') return;
     const needed =
       ack === 'one' ? 1 : ack === 'all' ? this.#replicas.length : Math.floor(this.#replicas.length / 2) + 1;
-    const results = await Promise.allSettled(this.#replicas.map((r) => this.#pushTo(r)));
+    const results = await Promise.allSettled(this.#replicas.map((r) => this.#pushSerially(r)));
     const acknowledged = results.filter((r) => r.status === 'fulfilled').length;
     if (acknowledged < needed) {
       const reasons = results
@@ -469,6 +470,21 @@ export class Vault {
         `the write is saved on this device but only ${acknowledged} of ${this.#replicas.length} replicas acknowledged it (${ack} needs ${needed}): ${reasons.join('; ')}. It will be sent again by sync().`,
       );
     }
+  }
+
+  /**
+   * One push at a time per replica: two at once would both start at the last
+   * acknowledged size and the second would be refused. The later one then
+   * finds the earlier one's acknowledgement and sends only what is left.
+   */
+  #pushSerially(replica: ReplicaTransport): Promise<void> {
+    const previous = this.#pushing.get(replica.url) ?? Promise.resolve();
+    const done = previous.then(() => this.#pushTo(replica));
+    this.#pushing.set(
+      replica.url,
+      done.catch(() => undefined),
+    );
+    return done;
   }
 
   async #pushTo(replica: ReplicaTransport): Promise<void> {

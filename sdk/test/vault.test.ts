@@ -200,3 +200,14 @@ test('a push longer than the replica takes in one append goes in chunks, each co
     t.is(await again.get(`k${count - 1}`), count - 1);
   });
 });
+
+test('concurrent writes on one vault are all acknowledged, in order', async (t) => {
+  await withServer(async (server) => {
+    const alice = await client(server);
+    const { vault } = await alice.createVault();
+    await Promise.all(Array.from({ length: 8 }, (_, i) => vault.set(`k${i}`, i, { ack: 'one' })));
+    const report = await vault.verify();
+    t.deepEqual(report.replicas[0]!.logs, [{ device: alice.deviceId, size: 8 }]);
+    t.deepEqual(await vault.list(), ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7']);
+  });
+});
