@@ -74,7 +74,19 @@ export interface Sibling {
 
 /** One write of a batch. `automerge` holds a saved Automerge document; 'e2ekv/automerge' writes these. */
 export type BatchOperation =
-  { name: string; value: Settable } | { name: string; delete: true } | { name: string; automerge: Uint8Array };
+  | { name: string; value: Settable }
+  | { name: string; delete: true }
+  | {
+      name: string;
+      automerge: Uint8Array;
+      /**
+       * The versions (device, index) of the key this document merged. The
+       * write is refused with CONFLICT, writing nothing, unless they are still
+       * exactly the key's siblings when the write takes its place: otherwise it
+       * would supersede a version it never merged.
+       */
+      supersedes?: readonly { device: string; index: number }[];
+    };
 
 interface ItemState {
   name: string;
@@ -373,8 +385,15 @@ export class Vault {
       }
       return { name: op.name, value: toValue(op.value) };
     });
+    const preconditions = operations.flatMap((op) =>
+      'automerge' in op && op.supersedes !== undefined ? [{ name: op.name, supersedes: op.supersedes }] : [],
+    );
     // One writer at a time per device: entries take consecutive indices.
-    const done = this.#writing.then(() => this.#writeLocal(writes));
+    const done = this.#writing.then(() => {
+      // Checked when this write's turn comes, right before its causal context is taken.
+      for (const { name, supersedes } of preconditions) this.#checkSupersedes(name, supersedes);
+      return this.#writeLocal(writes);
+    });
     this.#writing = done.catch(() => undefined);
     await done;
     await this.#push(options.ack ?? 'one');
@@ -409,6 +428,19 @@ export class Vault {
     this.#writing = done.catch(() => undefined);
     await done;
     await this.#push(options.ack ?? 'one');
+  }
+
+  #checkSupersedes(name: string, supersedes: readonly { device: string; index: number }[]): void {
+    const id = (v: { device: string; index: number }) => `${v.device}/${v.index}`;
+    const current = (this.#register(name)?.siblings() ?? []).map(id).sort();
+    const expected = supersedes.map(id).sort();
+    if (current.join() !== expected.join()) {
+      throw new E2ekvError(
+        'CONFLICT',
+        `key "${name}" changed since its document was read (another version arrived): read it again and redo the change`,
+        { details: { key: name, precondition: true } },
+      );
+    }
   }
 
   /** Refuses, before anything is written, a write that every other device would ignore. */

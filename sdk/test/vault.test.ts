@@ -211,3 +211,25 @@ test('concurrent writes on one vault are all acknowledged, in order', async (t) 
     t.deepEqual(await vault.list(), ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7']);
   });
 });
+
+test('a document write that names the versions it merged is refused if another version arrived first', async (t) => {
+  await withServer(async (server) => {
+    const bobIdentity = createIdentity();
+    const alice = await client(server);
+    const { vault: a, access } = await alice.createVault();
+    await a.addMember(publicIdentity(bobIdentity), 'writer');
+    const b = await (await client(server, bobIdentity)).openVault(access);
+    await a.batch([{ name: 'doc', automerge: Uint8Array.of(1) }]);
+    const read = (await a.getAll('doc')).map((s) => ({ device: s.device, index: s.index }));
+    // Bob's version arrives at Alice after she read the key.
+    await b.sync();
+    await b.batch([{ name: 'doc', automerge: Uint8Array.of(2) }]);
+    await a.sync();
+    const refused = await t.throwsAsync(a.batch([{ name: 'doc', automerge: Uint8Array.of(3), supersedes: read }]));
+    t.is((refused as { code?: string }).code, 'CONFLICT');
+    t.is((await a.getAll('doc')).length, 1, 'nothing was written');
+    const now = (await a.getAll('doc')).map((s) => ({ device: s.device, index: s.index }));
+    await a.batch([{ name: 'doc', automerge: Uint8Array.of(4), supersedes: now }]);
+    t.deepEqual((await a.getAll('doc')).map((s) => s.value), [Uint8Array.of(4)]);
+  });
+});
