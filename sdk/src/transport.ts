@@ -291,7 +291,12 @@ export class ReplicaTransport {
    * Authorization header. The timeout applies until the replica starts answering,
    * not to the stream, which may stay quiet for hours.
    */
-  async events(vaultId: Key32, onEvent: (event: CheckpointEvent) => void, signal: AbortSignal): Promise<void> {
+  async events(
+    vaultId: Key32,
+    onEvent: (event: CheckpointEvent) => void,
+    signal: AbortSignal,
+    onOpen?: () => void,
+  ): Promise<void> {
     if (signal.aborted) return;
     const path = `${vaultPath(vaultId)}/events`;
     const connection = new AbortController();
@@ -315,6 +320,8 @@ export class ReplicaTransport {
         clearTimeout(timer);
       }
       if (response.body === null) return;
+      // Events announce only what happens from now on: the caller catches up on what came before.
+      onOpen?.();
       await readEventStream(response.body, (type, data) => {
         if (type === 'checkpoint') onEvent(this.#parse(() => checkpointEvent(data)));
       });

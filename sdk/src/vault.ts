@@ -845,25 +845,11 @@ export class Vault {
           (event) => {
             if (event.device === this.#deviceHex) return;
             if ((this.#logs.get(event.device)?.entries.length ?? 0) >= event.size) return;
-            // One sync at a time; an event that arrives during it asks for one more,
-            // since the running sync may have read the vault's state before it.
-            if (this.#syncing !== undefined) {
-              this.#syncAgain = true;
-              return;
-            }
-            const run = async () => {
-              do {
-                this.#syncAgain = false;
-                await this.sync();
-              } while (this.#syncAgain);
-            };
-            this.#syncing = run()
-              .catch((error: unknown) => this.#onWatchError(error))
-              .finally(() => {
-                this.#syncing = undefined;
-              });
+            this.#scheduleSync();
           },
           signal,
+          // Writes made before the stream opened (or while it was down) announce nothing now.
+          () => this.#scheduleSync(),
         );
         delay = 250;
       } catch (error) {
@@ -873,6 +859,28 @@ export class Vault {
       await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
       delay = Math.min(delay * 2, 30_000);
     }
+  }
+
+  /**
+   * One sync at a time; a request during it asks for one more, since the
+   * running sync may have read the vault's state before the news.
+   */
+  #scheduleSync(): void {
+    if (this.#syncing !== undefined) {
+      this.#syncAgain = true;
+      return;
+    }
+    const run = async () => {
+      do {
+        this.#syncAgain = false;
+        await this.sync();
+      } while (this.#syncAgain);
+    };
+    this.#syncing = run()
+      .catch((error: unknown) => this.#onWatchError(error))
+      .finally(() => {
+        this.#syncing = undefined;
+      });
   }
 
   #onWatchError(error: unknown): void {

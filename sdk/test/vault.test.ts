@@ -233,3 +233,25 @@ test('a document write that names the versions it merged is refused if another v
     t.deepEqual((await a.getAll('doc')).map((s) => s.value), [Uint8Array.of(4)]);
   });
 });
+
+test('watch catches up on writes made before its push channel opened', async (t) => {
+  await withServer(async (server) => {
+    const bobIdentity = createIdentity();
+    const alice = await client(server);
+    const { vault: a, access } = await alice.createVault();
+    await a.addMember(publicIdentity(bobIdentity), 'reader');
+    const b = await (await client(server, bobIdentity)).openVault(access);
+    await a.set('early', 'written before bob watched');
+    const seen = new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no change within 10 s')), 10_000);
+      const stop = b.watch((change) => {
+        if (change.key !== 'early') return;
+        clearTimeout(timer);
+        stop();
+        resolve(change.key);
+      });
+    });
+    t.is(await seen, 'early');
+    t.is(await b.get('early', { read: 'local' }), 'written before bob watched');
+  });
+});
