@@ -1,10 +1,11 @@
 /**
- * The e2ekv SDK (browsers and Node; Node-only parts are in 'e2ekv/node'). Work
- * in progress: sharing by invitation, Automerge documents, IndexedDB and the CLI
- * do not exist yet (see the README's status section).
+ * The e2ekv SDK (browsers and Node; Node-only parts are in 'e2ekv/node',
+ * Automerge documents in 'e2ekv/automerge'). Work in progress: sharing by
+ * invitation, key rotation and backup do not exist yet (see the README's
+ * status section).
  */
 export { E2ekvError, isE2ekvError, errorCategory } from '@e2ekv/protocol';
-export type { ErrorCode, ErrorCategory } from '@e2ekv/protocol';
+export type { ErrorCode, ErrorCategory, Role } from '@e2ekv/protocol';
 export { Client, createClient } from './client.js';
 export type { ClientOptions, OpenVaultOptions, VaultAccess } from './client.js';
 export { createIdentity, deviceId, publicIdentity } from './identity.js';
@@ -25,6 +26,7 @@ export type {
 } from './vault.js';
 
 export { MemoryLocalStore } from './local/memory.js';
+export { IndexedDbLocalStore, openIndexedDbLocalStore, type IndexedDbLocalStoreOptions } from './local/indexeddb.js';
 export type { LocalStore, StoredEvidence, StoredLog, StoredPin, StoredVault } from './local/adapter.js';
 export { SCRYPT_DEFAULT, SCRYPT_MINIMUM, openKeystore, sealKeystore } from './keystore.js';
 export type { KeystoreContents, ScryptParams, StoredVaultAccess } from './keystore.js';

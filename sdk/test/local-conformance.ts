@@ -1,13 +1,41 @@
 /**
- * What every LocalStore must do, as ava tests registered once per adapter
- * (local-memory.test.ts, local-file.test.ts). The SDK relies on exactly these
- * behaviours, whichever adapter a device runs with.
+ * What every LocalStore must do, as cases that need no test framework, so that
+ * they run under ava in Node (local-memory.test.ts, local-file.test.ts,
+ * local-indexeddb.test.ts on fake-indexeddb) and inside a Chromium page against
+ * the real IndexedDB (local-indexeddb-browser.test.ts). The SDK relies on
+ * exactly these behaviours, whichever adapter a device runs with.
+ *
+ * This module must stay loadable in a browser: no ava, no node:* at run time.
  */
 import { E2ekvError, LIMITS, randomBytes, toHex } from '@e2ekv/protocol';
-import { conformanceChecker } from '../../test/support/conformance.js';
-import type { ExecutionContext } from 'ava';
+import type { ErrorCode } from '@e2ekv/protocol';
+import type { TestFn } from 'ava';
 import type { LocalStore, StoredEvidence, StoredLog, StoredPin, StoredVault } from '../src/local/adapter.js';
-import { rejectsCode } from '../../test/support/errors.js';
+
+/**
+ * The assertions the cases use: a subset of ava's ExecutionContext, which
+ * satisfies it as it is, and which fixtures/plain-assertions.ts implements for
+ * the page. A failed assertion throws (as ava's do), ending the case.
+ */
+export interface Assertions {
+  is(actual: unknown, expected: unknown, message?: string): unknown;
+  deepEqual(actual: unknown, expected: unknown, message?: string): unknown;
+  truthy(actual: unknown, message?: string): unknown;
+  /** Passes if `fn` rejects with an instance of `instanceOf`, and returns the error. */
+  throwsAsync(
+    fn: () => PromiseLike<unknown>,
+    expectations: { instanceOf: typeof E2ekvError },
+    message?: string,
+  ): Promise<E2ekvError | undefined>;
+  // Two signatures, not one taking a union: ava's are two overloads, and neither would accept the union.
+  notThrowsAsync: {
+    (fn: () => PromiseLike<unknown>, message?: string): Promise<unknown>;
+    // eslint-disable-next-line @typescript-eslint/unified-signatures
+    (promise: PromiseLike<unknown>, message?: string): Promise<unknown>;
+  };
+  /** Runs `fn` after the case and its fixture's cleanup, whether it passed or not. */
+  teardown(fn: () => unknown): void;
+}
 
 export interface LocalStoreFixture {
   /** A fresh store holding nothing. */
@@ -62,17 +90,59 @@ async function load(store: LocalStore, vaultId: string): Promise<StoredVault | u
 
 // ---------------------------------------------------------------------------
 
+async function rejectsCode(t: Assertions, fn: () => Promise<unknown>, code: ErrorCode): Promise<void> {
+  const error = await t.throwsAsync(fn, { instanceOf: E2ekvError });
+  t.is(error?.code, code, error?.message);
+}
+
+// ---------------------------------------------------------------------------
+
+export interface LocalStoreCase {
+  title: string;
+  /** Needs a store that keeps its data across close and reopen (the fixture's `reopen`). */
+  persistent: boolean;
+  run: (t: Assertions, fixture: LocalStoreFixture) => Promise<void>;
+}
+
+/** Runs one case on a fresh fixture, and always cleans it up (as test/support/conformance.ts does). */
+export async function runLocalStoreCase(
+  t: Assertions,
+  localCase: LocalStoreCase,
+  open: () => Promise<LocalStoreFixture>,
+): Promise<void> {
+  const fixture = await open();
+  try {
+    await localCase.run(t, fixture);
+  } finally {
+    await fixture.cleanup();
+  }
+}
+
 export interface LocalConformanceOptions {
   /** Also check that data survives close and reopen (the fixture must then provide `reopen`). */
   persistent?: boolean;
 }
 
+/**
+ * Registers every case as an ava test named `${name}: ${title}`. Ava's `test`
+ * is passed in, so that this module never loads ava itself.
+ */
 export function localStoreConformance(
+  test: TestFn,
   name: string,
   open: () => Promise<LocalStoreFixture>,
   options: LocalConformanceOptions = {},
 ): void {
-  const check = conformanceChecker(name, open);
+  for (const localCase of localStoreCases) {
+    if (localCase.persistent && options.persistent !== true) continue;
+    test(`${name}: ${localCase.title}`, (t) => runLocalStoreCase(t, localCase, open));
+  }
+}
+
+function collectCases(): LocalStoreCase[] {
+  const cases: LocalStoreCase[] = [];
+  const check = (title: string, run: LocalStoreCase['run']) => cases.push({ title, persistent: false, run });
+  const checkPersistent = (title: string, run: LocalStoreCase['run']) => cases.push({ title, persistent: true, run });
 
   check('a store holding nothing reads as empty', async (t, { store }) => {
     const vaultId = newVaultId();
@@ -394,9 +464,14 @@ export function localStoreConformance(
     const vaultId = newVaultId();
     const device = newDevice();
     const pending = store.appendEntries(vaultId, device, 0, makeEntries(2));
+    const settled: string[] = [];
+    const noted = (what: string) => () => void settled.push(what);
+    void pending.then(noted('append'), noted('append'));
     const closed = store.close();
+    void closed.then(noted('close'), noted('close'));
     await t.notThrowsAsync(pending, 'work started before close completes');
     await closed;
+    t.deepEqual(settled, ['append', 'close'], 'close resolves only once the work under way is done');
     await store.close();
     await rejectsCode(t, () => store.appendEntries(vaultId, device, 2, makeEntries(1)), 'UNAVAILABLE');
     await rejectsCode(t, () => store.loadVault(vaultId), 'UNAVAILABLE');
@@ -408,9 +483,7 @@ export function localStoreConformance(
   // -------------------------------------------------------------------------
   // Persistent stores.
 
-  if (!options.persistent) return;
-
-  async function reopened(t: ExecutionContext, fixture: LocalStoreFixture): Promise<LocalStore> {
+  async function reopened(t: Assertions, fixture: LocalStoreFixture): Promise<LocalStore> {
     if (fixture.reopen === undefined) throw new Error('a persistent store fixture must provide reopen');
     await fixture.store.close();
     const store = await fixture.reopen();
@@ -418,7 +491,7 @@ export function localStoreConformance(
     return store;
   }
 
-  check('everything written is there after close and reopen, and carries on', async (t, fixture) => {
+  checkPersistent('everything written is there after close and reopen, and carries on', async (t, fixture) => {
     const { store } = fixture;
     const [v1, v2, gone] = [newVaultId(), newVaultId(), newVaultId()];
     const [alice, bob] = [newDevice(), newDevice()];
@@ -457,4 +530,9 @@ export function localStoreConformance(
     t.is(after?.logs.find((log) => log.device === alice)?.entries.length, 6);
     t.deepEqual(after?.acked, { 'https://r.example': 5 });
   });
+
+  return cases;
 }
+
+/** Every case, in the order they are registered. */
+export const localStoreCases: readonly LocalStoreCase[] = collectCases();

@@ -28,6 +28,7 @@ async function tempDir(t?: ExecutionContext): Promise<string> {
 }
 
 localStoreConformance(
+  test,
   'file',
   async () => {
     const dir = await tempDir();

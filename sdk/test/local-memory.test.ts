@@ -1,7 +1,8 @@
+import test from 'ava';
 import { MemoryLocalStore } from '../src/local/memory.js';
 import { localStoreConformance } from './local-conformance.js';
 
-localStoreConformance('memory', async () => {
+localStoreConformance(test, 'memory', async () => {
   const store = new MemoryLocalStore();
   return { store, cleanup: () => store.close() };
 });

@@ -74,9 +74,12 @@ function damaged(file: string, what: string): E2ekvError {
   );
 }
 
-// I/O failures that may pass (a full disk, too many open files) rather than
-// ones that say something is wrong with the folder itself.
-const TRANSIENT_IO_CODES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN', 'EINTR']);
+// I/O failures that may pass (too many open files) rather than ones that say
+// something is wrong with the folder itself.
+const TRANSIENT_IO_CODES = new Set(['EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN', 'EINTR']);
+// A full disk is TOO_LARGE, as a full IndexedDB quota is: the SDK reads
+// UNAVAILABLE as "a replica is offline" and carries on, which would hide it.
+const FULL_DISK_CODES = new Set(['ENOSPC', 'EDQUOT']);
 
 function errnoOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -87,6 +90,16 @@ function wrapIoError(error: unknown, action: string): E2ekvError {
   if (error instanceof E2ekvError) return error;
   const errno = errnoOf(error) ?? 'unknown';
   const reason = error instanceof Error ? error.message : String(error);
+  if (FULL_DISK_CODES.has(errno)) {
+    return new E2ekvError(
+      'TOO_LARGE',
+      `the local store could not ${action}: the disk is full (${reason}); free space`,
+      {
+        cause: error,
+        details: { errno },
+      },
+    );
+  }
   return new E2ekvError(
     TRANSIENT_IO_CODES.has(errno) ? 'UNAVAILABLE' : 'INTERNAL',
     `the local store could not ${action}: ${reason}`,
