@@ -102,6 +102,11 @@ export const vaultInfo: Command = {
         `keys     ${info.keys}`,
         `unpushed ${info.unpushed} entries of this device not yet acknowledged by a replica`,
         `evidence ${info.evidence === 0 ? 'none' : `${info.evidence} record(s) of a replica or device contradicting itself: run e2ekv verify`}`,
+        ...(info.rejected.length === 0
+          ? []
+          : [
+              `ignored  ${info.rejected.length} entries written by devices that could not write then (a replica accepted them): run e2ekv verify`,
+            ]),
         'logs:',
         ...info.logs.map(
           (l) =>
