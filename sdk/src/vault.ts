@@ -613,7 +613,7 @@ export class Vault {
   async #pullSerially(needed: number, enough: number): Promise<void> {
     const errors: E2ekvError[] = [];
     let reached = 0;
-    for (const replica of this.#replicas) {
+    for (const replica of await this.#pullOrder()) {
       if (reached >= enough) break;
       try {
         await this.#pullFrom(replica);
@@ -630,6 +630,31 @@ export class Vault {
       );
     }
     this.#checkDependencies();
+  }
+
+  /**
+   * The order to pull from replicas in: as configured, except that a device
+   * that holds none of its own log (a restored identity) adopts it from the
+   * replica that serves the most of it. A replica that served a shortened copy
+   * would have this device write again at indices it already used: a fork of
+   * its own log, signed by itself.
+   */
+  async #pullOrder(): Promise<readonly ReplicaTransport[]> {
+    if (this.#log(this.#deviceHex).entries.length > 0 || this.#replicas.length < 2) return this.#replicas;
+    const sizes = await Promise.all(
+      this.#replicas.map(async (replica) => {
+        try {
+          const state = await replica.vaultState(this.id);
+          return state.logs.find((l) => l.device === this.#deviceHex)?.size ?? 0;
+        } catch {
+          return -1; // the pull itself reports what is wrong with this replica
+        }
+      }),
+    );
+    return this.#replicas
+      .map((replica, i) => ({ replica, size: sizes[i]! }))
+      .sort((a, b) => b.size - a.size)
+      .map((r) => r.replica);
   }
 
   /** Brings the vault up to date as a read level asks, before a read. */

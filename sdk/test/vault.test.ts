@@ -4,7 +4,7 @@
  * that resolve to the same winner everywhere; a causally later write wins.
  */
 import test from 'ava';
-import { createClient, createIdentity, publicIdentity, type Client } from '../src/index.js';
+import { MemoryLocalStore, createClient, createIdentity, publicIdentity, type Client } from '../src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 
 async function withServer(run: (server: ServerProcess) => Promise<void>): Promise<void> {
@@ -254,4 +254,37 @@ test('watch catches up on writes made before its push channel opened', async (t)
     t.is(await seen, 'early');
     t.is(await b.get('early', { read: 'local' }), 'written before bob watched');
   });
+});
+
+test('a restored identity adopts its own log from the replica that serves the most of it', async (t) => {
+  const dirs = [await tempDir(), await tempDir()];
+  const servers = await Promise.all(dirs.map((d) => startServerProcess(d.dir)));
+  try {
+    const [full, short] = servers.map((s) => s.url) as [string, string];
+    const identity = createIdentity();
+    const store = new MemoryLocalStore();
+    const both = await createClient({ identity, servers: [full, short], store });
+    const { vault, access } = await both.createVault();
+    await vault.set('k1', 1, { ack: 'all' });
+    // The same installation, configured with one replica only: the other never hears of k2.
+    const onlyFull = await createClient({ identity, servers: [full], store });
+    await (await onlyFull.openVault(access)).set('k2', 2, { ack: 'one' });
+
+    // Restored elsewhere, with the short replica listed first.
+    const restored = await createClient({ identity, servers: [short, full] });
+    const again = await restored.openVault(access);
+    t.deepEqual(await again.list(), ['k1', 'k2']);
+    await again.set('k3', 3, { ack: 'all' });
+    const report = await again.verify();
+    t.deepEqual(
+      report.replicas.map((r) => r.logs),
+      [
+        [{ device: both.deviceId, size: 3 }],
+        [{ device: both.deviceId, size: 3 }],
+      ],
+    );
+  } finally {
+    for (const s of servers) await s.stop();
+    for (const d of dirs) await d.remove();
+  }
 });
