@@ -190,6 +190,13 @@ export class Client {
       }
       // Unreachable replicas say nothing; any other answer (not found, not a member) is the answer.
       const answer = failures.find((f) => !(f instanceof E2ekvError && f.code === 'UNAVAILABLE'));
+      if (answer instanceof E2ekvError && answer.code === 'PERMISSION_DENIED') {
+        throw new E2ekvError(
+          'PERMISSION_DENIED',
+          `this device (${this.deviceId}) is not a member of vault ${vaultIdHex}: an admin must add it first (${answer.message})`,
+          { cause: answer },
+        );
+      }
       if (answer !== undefined) throw answer;
       throw new E2ekvError(
         'UNAVAILABLE',

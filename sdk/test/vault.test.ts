@@ -90,7 +90,7 @@ test('a device that is not a member cannot write, and the error says so', async 
       await m.set('k', 'v');
     });
     t.is((error as { code?: string }).code, 'PERMISSION_DENIED');
-    t.regex(error?.message ?? '', /is not a reader or writer or admin of this vault/);
+    t.regex(error?.message ?? '', /is not a member of vault [0-9a-f]{64}: an admin must add it first/);
   });
 });
 
