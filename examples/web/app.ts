@@ -14,6 +14,7 @@ import {
   createClient,
   createIdentity,
   isE2ekvError,
+  openIndexedDbLocalStore,
   openKeystore,
   publicIdentity,
   sealKeystore,
@@ -34,8 +35,14 @@ import {
   type InputType,
 } from './format.js';
 
-/** Where the sealed keystore rests. It is the only thing this page ever stores. */
+/** Where the sealed keystore rests. */
 const KEYSTORE_KEY = 'e2ekv-keystore';
+/**
+ * The local replica (IndexedDB): ciphertext and signed checkpoints only, like a
+ * replica's disk. It keeps what this device verified across Locks and reloads,
+ * so a replica cannot show a freshly unlocked page an older vault.
+ */
+const LOCAL_REPLICA_DB = 'e2ekv-web-local';
 /** The name of the page's one vault inside its keystore. */
 const VAULT_NAME = 'web';
 /** Held while a vault is open, so that two tabs never write this device's log at once. */
@@ -324,12 +331,25 @@ async function open(contents: KeystoreContents, held?: () => void): Promise<void
   };
   try {
     say('Syncing the vault from the replica…');
-    // TODO: keep a local replica (the SDK's IndexedDB store, once it is exported) so that pins survive a Lock
-    // and a replica cannot show a freshly unlocked page an older vault; until then every unlock starts from nothing.
-    const client = await createClient({ identity: contents.identity, servers: stored.servers });
-    const vault = await client.openVault({ vaultId: stored.vaultId, secret: stored.secret });
-    if (generation !== locks) return abandon();
-    begin(contents, vault, client.deviceId, release);
+    const store = await openIndexedDbLocalStore({ name: LOCAL_REPLICA_DB });
+    const releaseAll = () => {
+      void store.close();
+      release();
+    };
+    let vault: Vault;
+    let client: Awaited<ReturnType<typeof createClient>>;
+    try {
+      client = await createClient({ identity: contents.identity, servers: stored.servers, store });
+      vault = await client.openVault({ vaultId: stored.vaultId, secret: stored.secret });
+    } catch (error) {
+      void store.close();
+      throw error;
+    }
+    if (generation !== locks) {
+      void store.close();
+      return abandon();
+    }
+    begin(contents, vault, client.deviceId, releaseAll);
     say('Unlocked.');
   } catch (error) {
     if (generation !== locks) return abandon();
@@ -434,6 +454,8 @@ function forget(): void {
   if (!sure) return;
   lock();
   localStorage.removeItem(KEYSTORE_KEY);
+  // The local replica holds only ciphertext, but without the keystore it is of no use to anyone.
+  indexedDB.deleteDatabase(LOCAL_REPLICA_DB);
   showLocked();
   say('The keystore is gone from this browser.');
 }
