@@ -230,7 +230,10 @@ test('a document write that names the versions it merged is refused if another v
     t.is((await a.getAll('doc')).length, 1, 'nothing was written');
     const now = (await a.getAll('doc')).map((s) => ({ device: s.device, index: s.index }));
     await a.batch([{ name: 'doc', automerge: Uint8Array.of(4), supersedes: now }]);
-    t.deepEqual((await a.getAll('doc')).map((s) => s.value), [Uint8Array.of(4)]);
+    t.deepEqual(
+      (await a.getAll('doc')).map((s) => s.value),
+      [Uint8Array.of(4)],
+    );
   });
 });
 
@@ -278,10 +281,7 @@ test('a restored identity adopts its own log from the replica that serves the mo
     const report = await again.verify();
     t.deepEqual(
       report.replicas.map((r) => r.logs),
-      [
-        [{ device: both.deviceId, size: 3 }],
-        [{ device: both.deviceId, size: 3 }],
-      ],
+      [[{ device: both.deviceId, size: 3 }], [{ device: both.deviceId, size: 3 }]],
     );
   } finally {
     for (const s of servers) await s.stop();
