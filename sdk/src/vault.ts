@@ -863,6 +863,8 @@ export class Vault {
   // reconnects with backoff and jitter until aborted.
   async #follow(replica: ReplicaTransport, signal: AbortSignal): Promise<void> {
     let delay = 250;
+    // An unreachable replica is reported once per outage, not at every retry.
+    let down = false;
     while (!signal.aborted) {
       try {
         await replica.events(
@@ -874,12 +876,17 @@ export class Vault {
           },
           signal,
           // Writes made before the stream opened (or while it was down) announce nothing now.
-          () => this.#scheduleSync(),
+          () => {
+            down = false;
+            delay = 250;
+            this.#scheduleSync();
+          },
         );
-        delay = 250;
       } catch (error) {
         if (signal.aborted) return;
-        this.#onWatchError(error);
+        const unavailable = error instanceof E2ekvError && error.code === 'UNAVAILABLE';
+        if (!unavailable || !down) this.#onWatchError(error);
+        down = unavailable;
       }
       await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random())));
       delay = Math.min(delay * 2, 30_000);

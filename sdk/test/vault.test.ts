@@ -288,3 +288,25 @@ test('a restored identity adopts its own log from the replica that serves the mo
     for (const d of dirs) await d.remove();
   }
 });
+
+test('watch reports an unreachable replica once per outage, not at every retry', async (t) => {
+  const { dir, remove } = await tempDir();
+  const server = await startServerProcess(dir);
+  try {
+    const alice = await createClient({ identity: createIdentity(), servers: [server.url] });
+    const { vault } = await alice.createVault();
+    const errors: string[] = [];
+    vault.onError((error) => errors.push((error as { code?: string }).code ?? String(error)));
+    const opened = new Promise<void>((resolve) => setTimeout(resolve, 1_000));
+    const stop = vault.watch(() => undefined);
+    await opened;
+    await server.stop();
+    // Retries back off from 250 ms: within 4 s there are several.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    stop();
+    t.deepEqual(errors, ['UNAVAILABLE']);
+  } finally {
+    await server.stop();
+    await remove();
+  }
+});
