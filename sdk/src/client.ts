@@ -45,8 +45,10 @@ export interface VaultAccess {
 
 export interface OpenVaultOptions {
   /**
-   * false: open from the local store alone, without a request (reads at level
-   * 'local' see what this device verified before). Default true: sync first.
+   * false: open from the local store, without a request when it holds the
+   * vault (reads at level 'local' see what this device verified before; a
+   * vault it never held is found on the replicas, not synced). Default true:
+   * sync first.
    */
   sync?: boolean;
 }
@@ -163,7 +165,8 @@ export class Client {
     let creator = stored === undefined ? undefined : await check(stored, 'the local replica');
     if (known !== undefined) creator ??= await check(known, 'the new vault');
     const failures: unknown[] = [];
-    if (askReplicas) {
+    // Without a local copy there is nothing to open offline: ask the replicas for the genesis.
+    if (askReplicas || creator === undefined) {
       const states = await Promise.allSettled(this.#replicas.map((r) => r.vaultState(vaultIdHex)));
       for (const [i, state] of states.entries()) {
         if (state.status !== 'fulfilled') {
@@ -185,9 +188,6 @@ export class Client {
     }
     if (known !== undefined && stored === undefined) await this.#store?.putBlob(vaultIdHex, vaultIdHex, known);
     if (creator === undefined) {
-      if (!askReplicas) {
-        throw new E2ekvError('NOT_FOUND', `this device holds no copy of vault ${vaultIdHex}: open it with sync first`);
-      }
       // Unreachable replicas say nothing; any other answer (not found, not a member) is the answer.
       const answer = failures.find((f) => !(f instanceof E2ekvError && f.code === 'UNAVAILABLE'));
       if (answer instanceof E2ekvError && answer.code === 'PERMISSION_DENIED') {
