@@ -30,6 +30,9 @@ import { MultiValueRegister, type VersionedWrite } from './resolve.js';
 import type { LocalStore } from './local/adapter.js';
 import type { ReplicaTransport } from './transport.js';
 
+/** Retries of a push to an unreachable replica before leaving it to the next sync. */
+const PUSH_RETRIES = 2;
+
 /** The local replica failed a check: it was damaged or altered on disk. */
 function damaged(what: string, cause?: unknown): E2ekvError {
   return new E2ekvError(
@@ -482,26 +485,53 @@ export class Vault {
   }
 
   /** Pushes the own log's unacknowledged entries; resolves when `ack` replicas have them. */
+  /**
+   * Pushes the own log's unacknowledged entries to every replica; resolves as
+   * soon as `ack` of them have it (the others carry on in the background, and
+   * an integrity failure among them is reported to onError listeners).
+   */
   async #push(ack: AckLevel): Promise<void> {
     if (ack === 'local') return;
-    const needed =
-      ack === 'one' ? 1 : ack === 'all' ? this.#replicas.length : Math.floor(this.#replicas.length / 2) + 1;
-    const results = await Promise.allSettled(this.#replicas.map((r) => this.#pushSerially(r)));
-    const acknowledged = results.filter((r) => r.status === 'fulfilled').length;
-    if (acknowledged < needed) {
-      const reasons = results
-        .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
-        .map((r) => (r.reason instanceof Error ? r.reason.message : String(r.reason)));
-      const integrity = results.find(
-        (r): r is PromiseRejectedResult =>
-          r.status === 'rejected' && r.reason instanceof E2ekvError && r.reason.category === 'integrity',
-      );
-      if (integrity !== undefined) throw integrity.reason;
-      throw new E2ekvError(
-        'UNAVAILABLE',
-        `the write is saved on this device but only ${acknowledged} of ${this.#replicas.length} replicas acknowledged it (${ack} needs ${needed}): ${reasons.join('; ')}. It will be sent again by sync().`,
-      );
-    }
+    const total = this.#replicas.length;
+    const needed = ack === 'one' ? 1 : ack === 'all' ? total : Math.floor(total / 2) + 1;
+    const failures: unknown[] = [];
+    let acknowledged = 0;
+    let settled = false;
+    await new Promise<void>((resolve, reject) => {
+      const fail = () => {
+        const integrity = failures.find((e) => e instanceof E2ekvError && e.category === 'integrity');
+        if (integrity !== undefined) return reject(integrity);
+        const reasons = failures.map((e) => (e instanceof Error ? e.message : String(e)));
+        reject(
+          new E2ekvError(
+            'UNAVAILABLE',
+            `the write is saved on this device but only ${acknowledged} of ${total} replicas acknowledged it (${ack} needs ${needed}): ${reasons.join('; ')}. It will be sent again by sync().`,
+          ),
+        );
+      };
+      for (const replica of this.#replicas) {
+        this.#pushSerially(replica).then(
+          () => {
+            acknowledged++;
+            if (!settled && acknowledged >= needed) {
+              settled = true;
+              resolve();
+            }
+          },
+          (error: unknown) => {
+            failures.push(error);
+            if (settled) {
+              if (error instanceof E2ekvError && error.category === 'integrity') this.#onWatchError(error);
+              return;
+            }
+            if (total - failures.length < needed) {
+              settled = true;
+              fail();
+            }
+          },
+        );
+      }
+    });
   }
 
   /**
@@ -511,12 +541,36 @@ export class Vault {
    */
   #pushSerially(replica: ReplicaTransport): Promise<void> {
     const previous = this.#pushing.get(replica.url) ?? Promise.resolve();
-    const done = previous.then(() => this.#pushTo(replica));
+    const done = previous.then(() => this.#pushWithRetries(replica));
     this.#pushing.set(
       replica.url,
       done.catch(() => undefined),
     );
     return done;
+  }
+
+  /**
+   * Retries a push that found the replica unreachable (exponential backoff with
+   * jitter, a few times: sync() sends the rest later), and one that the replica
+   * refused as not starting where its copy ends (an earlier append landed but
+   * its answer was lost): that one starts again from the replica's own count.
+   */
+  async #pushWithRetries(replica: ReplicaTransport): Promise<void> {
+    let resynced = false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#pushTo(replica);
+      } catch (error) {
+        if (error instanceof E2ekvError && error.code === 'CONFLICT' && !resynced) {
+          resynced = true;
+          this.#acked.delete(replica.url);
+          continue;
+        }
+        const transient = error instanceof E2ekvError && error.code === 'UNAVAILABLE';
+        if (!transient || attempt >= PUSH_RETRIES) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * 3 ** attempt * (0.5 + Math.random())));
+      }
+    }
   }
 
   async #pushTo(replica: ReplicaTransport): Promise<void> {
