@@ -501,6 +501,9 @@ export class Vault {
       const fail = () => {
         const integrity = failures.find((e) => e instanceof E2ekvError && e.category === 'integrity');
         if (integrity !== undefined) return reject(integrity);
+        // A refusal that is not about reachability (too large, not a writer) is the answer: sync() must not hide it.
+        const refusal = failures.find((e) => !(e instanceof E2ekvError && e.code === 'UNAVAILABLE'));
+        if (refusal !== undefined) return reject(refusal);
         const reasons = failures.map((e) => (e instanceof Error ? e.message : String(e)));
         reject(
           new E2ekvError(
