@@ -40,7 +40,11 @@ import type { Key32, ReplicaTransport } from './transport.js';
 export interface LogPin {
   size: number;
   root: Uint8Array;
-  /** The checkpoint note with only the device's signature: evidence anyone can check. */
+  /**
+   * The checkpoint note, evidence anyone can check: pullLog returns it with the
+   * device's signature only; the Vault keeps the replica's verified cosignature
+   * too (see Vault.auditInfo).
+   */
   note: string;
 }
 

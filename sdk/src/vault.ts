@@ -7,14 +7,27 @@
 import {
   E2ekvError,
   LIMITS,
+  MAX_NOTE_SIGNATURES,
   MerkleTree,
+  NOTE_SIG_ED25519,
   bytesEqual,
+  cosignerKeyId,
   decodeEntry,
   encodeEntry,
+  formatCosignerVkey,
+  formatNote,
+  formatVerifierKey,
   fromHex,
+  fromUtf8,
   leafHash,
+  logOrigin,
+  noteKeyId,
+  parseCosignerVkey,
+  parseNote,
   sha256,
+  toBase64,
   toHex,
+  utf8,
   verifyDeviceCheckpoint,
   signDeviceCheckpoint,
   type Cosigner,
@@ -160,6 +173,48 @@ export interface VaultEvidence {
   second: string;
 }
 
+/** A checkpoint this device verified, as a signed note anyone can check again. */
+export interface VaultCheckpoint {
+  size: number;
+  /** The root hash, base64 as in the note. */
+  root: string;
+  /**
+   * The C2SP signed note: the device's signature and the cosignatures of the
+   * replicas it was verified with (any other signature line is dropped).
+   */
+  note: string;
+}
+
+/** What an audit of this device's view of the vault needs (e2ekv vault info). Local: no request. */
+export interface VaultAuditInfo {
+  logs: {
+    device: string;
+    /** The C2SP verifier key (type 0x01) of the device's checkpoints, named by the log origin (SPEC.md 11). */
+    vkey: string;
+    entries: number;
+    /** Entries verified: all of this device's own log; of another log, up to its pin. */
+    verified: number;
+    /** The root hash of the first `verified` entries, base64. */
+    root: string;
+    /** The latest checkpoint verified with a replica's cosignature; undefined before one was. */
+    checkpoint: VaultCheckpoint | undefined;
+  }[];
+  /**
+   * The replicas this vault is opened with, then any other that acknowledged
+   * this device's writes or that this Vault reached since it was opened, each
+   * with the cosigner key (type 0x04 vkey) it presented last; undefined when
+   * none was recorded.
+   */
+  replicas: { url: string; vkey: string | undefined }[];
+  evidence: VaultEvidence[];
+}
+
+/** What the store holds of the cosigners one replica URL presented: the last one, and how many records. */
+interface CosignerRecord {
+  vkey: string | undefined;
+  records: number;
+}
+
 export interface VaultOptions {
   vaultId: Uint8Array;
   /** The genesis creator's Ed25519 key: the first admin, where membership replay starts. */
@@ -218,6 +273,10 @@ export class Vault {
   readonly #store: LocalStore | undefined;
   readonly #membership: MembershipView;
   readonly #rejected: RejectedEntry[] = [];
+  /** The own log's latest checkpoint, with the cosignatures replicas returned for it (vault info). */
+  #ownCheckpoint: LogPin | undefined;
+  /** By replica URL, loaded from the store when first needed. */
+  readonly #cosigners = new Map<string, Promise<CosignerRecord>>();
 
   constructor(options: VaultOptions) {
     this.#membership = new MembershipView(toHex(options.creator));
@@ -267,6 +326,7 @@ export class Vault {
         }
         log.pin = pin;
       }
+      if (storedLog.pin !== undefined && own) this.#ownCheckpoint = await this.#checkOwnCheckpoint(storedLog.pin, log);
       for (const [index, bytes] of log.entries.entries()) await this.#queue(log, index, bytes, undefined);
     }
     for (const [replica, size] of Object.entries(stored.acked)) this.#acked.set(replica, size);
@@ -593,6 +653,7 @@ export class Vault {
     let start: number = acked;
     if (start >= size) return;
     const info = await replica.info();
+    await this.#rememberCosigner(replica.url, info.cosigner);
     // Chunks within what the replica announced; base64 in JSON grows bytes by a third.
     const maxEntries = Math.max(1, Math.min(info.limits.maxBatchEntries, 1024));
     const maxBytes = Math.max(
@@ -644,6 +705,7 @@ export class Vault {
     }
     this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, end));
     await this.#store?.setAcked(this.id, replica.url, end);
+    await this.#keepOwnCheckpoint(end, own.tree.root(end), this.#keptNote(cosigned, this.#device, [cosigner]));
   }
 
   /** Pulls and verifies every log from every replica, then pushes this device's entries. */
@@ -725,6 +787,7 @@ export class Vault {
 
   async #pullFrom(replica: ReplicaTransport): Promise<void> {
     const info = await replica.info();
+    await this.#rememberCosigner(replica.url, info.cosigner);
     const state = await replica.vaultState(this.id);
     for (const remote of state.logs) {
       const log = this.#log(remote.device);
@@ -785,8 +848,12 @@ export class Vault {
       }
       await this.#persistPulled(log, remote.device, start, pulled.entries);
       log.entries.push(...pulled.entries);
-      log.pin = pulled.pin;
-      await this.#store?.setPin(this.id, remote.device, pulled.pin);
+      // The pin keeps the replica's cosignature beside the device's: the note then
+      // shows who vouched for the checkpoint (restore verifies the device's alone).
+      const pin = { ...pulled.pin, note: this.#keptNote(pulled.cosignedNote, log.device, [info.cosigner]) };
+      log.pin = pin;
+      if (own) this.#ownCheckpoint = pin;
+      await this.#store?.setPin(this.id, remote.device, pin);
       for (const [i, { opened: entry, blobs }] of opened.entries()) {
         if (blobs.length > 0 && own) this.#blobs.set(start + i, blobs);
         this.#clock.observe(entry.clock);
@@ -1027,6 +1094,128 @@ export class Vault {
     return report;
   }
 
+  /**
+   * What this device verified of every log, as signed notes anyone can check
+   * again with the listed keys, the replicas' cosigner keys as last presented,
+   * and the evidence kept. Local: makes no request.
+   */
+  async auditInfo(): Promise<VaultAuditInfo> {
+    const urls = new Set([...this.#replicas.map((r) => r.url), ...this.#acked.keys(), ...this.#cosigners.keys()]);
+    const replicas: VaultAuditInfo['replicas'] = [];
+    for (const url of urls) replicas.push({ url, vkey: (await this.#cosignerRecord(url)).vkey });
+    const logs = [...this.#logs.entries()]
+      .filter(([, log]) => log.entries.length > 0)
+      .map(([device, log]) => {
+        const own = device === this.#deviceHex;
+        const verified = own ? log.entries.length : (log.pin?.size ?? 0);
+        const checkpoint = own ? this.#ownCheckpoint : log.pin;
+        return {
+          device,
+          vkey: formatVerifierKey(logOrigin(this.#vaultId, log.device), NOTE_SIG_ED25519, log.device),
+          entries: log.entries.length,
+          verified,
+          root: toBase64(log.tree.root(verified)),
+          checkpoint:
+            checkpoint === undefined
+              ? undefined
+              : { size: checkpoint.size, root: toBase64(checkpoint.root), note: checkpoint.note },
+        };
+      });
+    return { logs, replicas, evidence: this.#evidence.map((e) => ({ ...e })) };
+  }
+
+  /** A stored checkpoint of the own log must be signed by this device and cover entries it holds. */
+  async #checkOwnCheckpoint(pin: LogPin, log: LogState): Promise<LogPin> {
+    const verified = await verifyDeviceCheckpoint(pin.note, this.#vaultId, log.device).catch((cause: unknown) => {
+      throw damaged(`the stored checkpoint of this device's log does not verify`, cause);
+    });
+    if (
+      pin.size > log.entries.length ||
+      verified.checkpoint.size !== BigInt(pin.size) ||
+      !bytesEqual(verified.checkpoint.root, pin.root) ||
+      !bytesEqual(log.tree.root(pin.size), pin.root)
+    ) {
+      throw damaged(`the stored checkpoint of this device's log is not one of its entries`);
+    }
+    return pin;
+  }
+
+  /**
+   * Keeps a cosigned checkpoint of the own log if it is the largest yet; one of
+   * the same size gains the cosignatures it lacks (each replica cosigns the
+   * same device-signed text).
+   */
+  async #keepOwnCheckpoint(size: number, root: Uint8Array, note: string): Promise<void> {
+    const current = this.#ownCheckpoint;
+    if (current !== undefined && current.size > size) return;
+    const kept = current?.size === size ? mergeNotes(current.note, note) : note;
+    if (kept === current?.note) return;
+    this.#ownCheckpoint = { size, root, note: kept };
+    // The store keeps it as the own log's pin, which restore checks but never trusts entries by.
+    await this.#store?.setPin(this.id, this.#deviceHex, this.#ownCheckpoint);
+  }
+
+  /** The note with only the lines of the device and of `cosigners`: the signatures that were verified. */
+  #keptNote(note: string, device: Uint8Array, cosigners: readonly Cosigner[]): string {
+    const origin = logOrigin(this.#vaultId, device);
+    const keep = new Set([
+      `${origin} ${noteKeyId(origin, NOTE_SIG_ED25519, device)}`,
+      ...cosigners.map((c) => `${c.name} ${cosignerKeyId(c.name, c.publicKey)}`),
+    ]);
+    const parsed = parseNote(note);
+    return formatNote({
+      text: parsed.text,
+      signatures: parsed.signatures.filter((s) => keep.has(`${s.name} ${s.keyId}`)),
+    });
+  }
+
+  #cosignerRecord(url: string): Promise<CosignerRecord> {
+    let record = this.#cosigners.get(url);
+    if (record === undefined) {
+      record = this.#loadCosigner(url);
+      this.#cosigners.set(url, record);
+    }
+    return record;
+  }
+
+  async #loadCosigner(url: string): Promise<CosignerRecord> {
+    const record: CosignerRecord = { vkey: undefined, records: 0 };
+    for (;;) {
+      const bytes = await this.#store?.getBlob(this.id, cosignerRecordName(url, record.records));
+      if (bytes === undefined) return record;
+      record.records++;
+      try {
+        const vkey = fromUtf8(bytes);
+        parseCosignerVkey(vkey);
+        record.vkey = vkey;
+      } catch {
+        // A damaged record only makes vault info show the key as unknown; nothing trusts it.
+      }
+    }
+  }
+
+  /**
+   * Records the cosigner a replica presented, for vault info to show offline.
+   * The local store has no field for it, and its blobs never change, so each
+   * new key is one more blob under a name derived from the URL and a counter:
+   * the last one is the key last seen, the others its history.
+   */
+  async #rememberCosigner(url: string, cosigner: Cosigner): Promise<void> {
+    const vkey = formatCosignerVkey(cosigner.name, cosigner.publicKey);
+    const record = await this.#cosignerRecord(url);
+    if (record.vkey === vkey) return;
+    const previous = { ...record };
+    record.vkey = vkey;
+    const index = record.records++;
+    try {
+      await this.#store?.putBlob(this.id, cosignerRecordName(url, index), utf8(vkey));
+    } catch (error) {
+      // A gap in the counter would hide every later record from the next load.
+      if (record.records === index + 1) Object.assign(record, previous);
+      throw error;
+    }
+  }
+
   #log(deviceHex: string): LogState {
     let log = this.#logs.get(deviceHex);
     if (log === undefined) {
@@ -1079,4 +1268,20 @@ export class Vault {
     }
     return names.sort();
   }
+}
+
+/** The blob name of the index-th cosigner record of a replica URL (see Vault#rememberCosigner). */
+function cosignerRecordName(url: string, index: number): string {
+  return toHex(sha256(utf8(`e2ekv replica cosigner\n${url}\n${index}`)));
+}
+
+/** `a` with the signature lines of `b` it lacks, when both sign the same text; else `a`. */
+function mergeNotes(a: string, b: string): string {
+  const first = parseNote(a);
+  const second = parseNote(b);
+  if (first.text !== second.text) return a;
+  const key = (s: { name: string; keyId: number }) => `${s.name} ${s.keyId}`;
+  const have = new Set(first.signatures.map(key));
+  const signatures = [...first.signatures, ...second.signatures.filter((s) => !have.has(key(s)))];
+  return signatures.length > MAX_NOTE_SIGNATURES ? a : formatNote({ text: first.text, signatures });
 }

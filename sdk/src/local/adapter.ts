@@ -1,19 +1,29 @@
 /**
  * The local replica: what a device keeps between runs so that it never trusts
  * a replica with less than it already verified. It holds only what servers
- * hold too (ciphertext entries and blobs, device-signed checkpoint notes) plus
- * this device's own not-yet-pushed entries, so a stolen disk leaks no vault
+ * hold too (ciphertext entries and blobs, signed checkpoint notes, replica
+ * cosigner keys, which the Vault keeps as small blobs of their own) plus this
+ * device's own not-yet-pushed entries, so a stolen disk leaks no vault
  * data; keys live in the keystore, encrypted under a passphrase.
  *
  * Adapters (memory, file for Node, IndexedDB for browsers) pass one
  * conformance suite: sdk/test/local-conformance.ts.
  */
 
-/** A log's largest verified checkpoint (SPEC.md 11.1). */
+/**
+ * A log's largest verified checkpoint (SPEC.md 11.1). The Vault also keeps one
+ * for its own log: the largest checkpoint a replica cosigned, which restore
+ * checks against the stored entries but never trusts entries by.
+ */
 export interface StoredPin {
   size: number;
   root: Uint8Array;
-  /** The device-signed checkpoint note: evidence anyone can check. */
+  /**
+   * The checkpoint note: the device's signature, and the cosignatures of the
+   * replicas it was verified with (notes kept before those were, the device's
+   * alone). Evidence anyone can check; only the device's signature is verified
+   * again on load.
+   */
   note: string;
 }
 
