@@ -11,16 +11,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { cp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
-import sqlite3 from 'sqlite3';
-import { openKeystore, sealKeystore, createClient, publicIdentity } from '../sdk/src/index.js';
-import { openFileLocalStore, readKeystoreFile, writeKeystoreFile } from '../sdk/src/node/index.js';
+import test from 'ava';
 import { fromBase64 } from '../protocol/src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
-import { TEST_PASSPHRASE, runCli, type CliResult } from './support/cli.js';
+import { newHome, ok, runCli, shareWith } from './support/cli.js';
+import { querySql, runSql } from './support/sqlite.js';
 import { repoRoot } from './support/paths.js';
 
-const FAST_KDF = ['--scrypt-log-n', '15'];
 const CHECKER = path.join(repoRoot, 'test/support/verify_notes.py');
 
 interface Info {
@@ -53,61 +50,6 @@ interface Report {
   }[];
   violations: { replica: string | null; device: string | null; code: string; message: string }[];
   evidence: unknown[];
-}
-
-function ok(t: ExecutionContext, result: CliResult, what: string): CliResult {
-  t.is(result.code, 0, `${what} failed: ${result.stderr}`);
-  return result;
-}
-
-async function newHome(t: ExecutionContext, dir: string): Promise<string> {
-  ok(t, await runCli(dir, ['init', ...FAST_KDF]), 'init');
-  return dir;
-}
-
-/** As in test/cli.test.ts: device B becomes a writer of `vault`, added by A, and gets its access. */
-async function shareWith(homeA: string, homeB: string, vault: string): Promise<void> {
-  const a = await openKeystore((await readKeystoreFile(path.join(homeA, 'keystore.json')))!, TEST_PASSPHRASE);
-  const bFile = path.join(homeB, 'keystore.json');
-  const b = await openKeystore((await readKeystoreFile(bFile))!, TEST_PASSPHRASE);
-  const access = a.vaults.find((v) => v.name === vault)!;
-  const store = await openFileLocalStore(path.join(homeA, 'replicas'));
-  try {
-    const client = await createClient({ identity: a.identity, servers: access.servers, store });
-    const opened = await client.openVault({ vaultId: access.vaultId, secret: access.secret });
-    await opened.addMember(publicIdentity(b.identity), 'writer', { ack: 'all' });
-  } finally {
-    await store.close();
-  }
-  await writeKeystoreFile(
-    bFile,
-    await sealKeystore({ ...b, vaults: [...b.vaults, access] }, TEST_PASSPHRASE, { logN: 15, r: 8, p: 1 }),
-  );
-}
-
-function runSql(file: string, sql: string, params: unknown[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, (openError) => {
-      if (openError) return reject(openError);
-      db.run(sql, params, function (this: sqlite3.RunResult, error: Error | null) {
-        const changes = this.changes;
-        db.close(() => (error ? reject(error) : resolve(changes)));
-      });
-    });
-  });
-}
-
-function querySql<T>(file: string, sql: string, params: unknown[]): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, (openError) => {
-      if (openError) return reject(openError);
-      db.get(sql, params, (error: Error | null, row: Record<string, T> | undefined) => {
-        db.close(() =>
-          error || row === undefined ? reject(error ?? new Error('no row')) : resolve(Object.values(row)[0]!),
-        );
-      });
-    });
-  });
 }
 
 /**

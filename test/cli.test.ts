@@ -8,25 +8,11 @@
 import { cp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
-import sqlite3 from 'sqlite3';
-import { openKeystore, sealKeystore, createClient, publicIdentity } from '../sdk/src/index.js';
-import { openFileLocalStore, readKeystoreFile, writeKeystoreFile } from '../sdk/src/node/index.js';
 import { fromHex } from '../protocol/src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
-import { TEST_PASSPHRASE, runCli, type CliResult } from './support/cli.js';
+import { newHome, ok, runCli, shareWith, type CliResult } from './support/cli.js';
+import { querySql, runSql } from './support/sqlite.js';
 import { findSpellings, startRecordingProxy } from './support/tcp-proxy.js';
-
-const FAST_KDF = ['--scrypt-log-n', '15'];
-
-function ok(t: { is: (a: unknown, b: unknown, m?: string) => void }, result: CliResult, what: string): CliResult {
-  t.is(result.code, 0, `${what} failed: ${result.stderr}`);
-  return result;
-}
-
-async function newHome(t: Parameters<typeof ok>[0], dir: string): Promise<string> {
-  ok(t, await runCli(dir, ['init', ...FAST_KDF]), 'init');
-  return dir;
-}
 
 /** Every file under `dir`, concatenated (for scanning). */
 async function allBytes(dir: string): Promise<Buffer> {
@@ -35,31 +21,6 @@ async function allBytes(dir: string): Promise<Buffer> {
     if (entry.isFile()) parts.push(await readFile(path.join(entry.parentPath, entry.name)));
   }
   return Buffer.concat(parts);
-}
-
-/**
- * Makes the device of `homeB` a writer of `vault` in `homeA` and gives it the
- * vault's access, as a person would by moving it between their devices (until
- * invitations exist). Acts as device A through A's own local replica, while no
- * CLI command runs.
- */
-async function shareWith(homeA: string, homeB: string, vault: string): Promise<void> {
-  const a = await openKeystore((await readKeystoreFile(path.join(homeA, 'keystore.json')))!, TEST_PASSPHRASE);
-  const bFile = path.join(homeB, 'keystore.json');
-  const b = await openKeystore((await readKeystoreFile(bFile))!, TEST_PASSPHRASE);
-  const access = a.vaults.find((v) => v.name === vault)!;
-  const store = await openFileLocalStore(path.join(homeA, 'replicas'));
-  try {
-    const client = await createClient({ identity: a.identity, servers: access.servers, store });
-    const opened = await client.openVault({ vaultId: access.vaultId, secret: access.secret });
-    await opened.addMember(publicIdentity(b.identity), 'writer', { ack: 'all' });
-  } finally {
-    await store.close();
-  }
-  await writeKeystoreFile(
-    bFile,
-    await sealKeystore({ ...b, vaults: [...b.vaults, access] }, TEST_PASSPHRASE, { logN: 15, r: 8, p: 1 }),
-  );
 }
 
 async function withServer(run: (server: ServerProcess, dataDir: string) => Promise<void>): Promise<void> {
@@ -228,31 +189,6 @@ test('canary key names and values appear nowhere on the wire, in the replica dat
     }
   });
 });
-
-function querySql<T>(file: string, sql: string, params: unknown[]): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, (openError) => {
-      if (openError) return reject(openError);
-      db.get(sql, params, (error: Error | null, row: Record<string, T> | undefined) => {
-        db.close(() =>
-          error || row === undefined ? reject(error ?? new Error('no row')) : resolve(Object.values(row)[0]!),
-        );
-      });
-    });
-  });
-}
-
-function runSql(file: string, sql: string, params: unknown[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(file, (openError) => {
-      if (openError) return reject(openError);
-      db.run(sql, params, function (this: sqlite3.RunResult, error: Error | null) {
-        const changes = this.changes;
-        db.close(() => (error ? reject(error) : resolve(changes)));
-      });
-    });
-  });
-}
 
 test('a replica whose stored entries, checkpoints or blobs were edited makes reads and verify exit 4; local data stays readable', async (t) => {
   const data = await tempDir();
