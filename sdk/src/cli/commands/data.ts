@@ -54,6 +54,9 @@ async function valueToSet(ctx: CommandContext): Promise<Settable> {
   }
   const argument = ctx.positionals[2];
   const fromStdin = argument === undefined || argument === '-';
+  if (fromStdin && ctx.io.stdin.isTTY === true) {
+    await write(ctx.io.stderr, 'Reading the value from the terminal; end it with Ctrl-D (or give VALUE).\n');
+  }
   const bytes = fromStdin ? await readAll(ctx.io.stdin) : new TextEncoder().encode(argument);
   switch (type ?? (fromStdin ? 'bytes' : 'text')) {
     case 'bytes':
@@ -227,7 +230,12 @@ export const sync: Command = {
         `synced ${vaultName}: ${status.keys} keys, ${status.logs.length} device logs, ` +
         `${status.unpushed} of this device's entries not yet acknowledged\n`,
     );
-    return status.unpushed > 0 ? 5 : 0;
+    if (status.unpushed === 0) return 0;
+    await write(
+      ctx.io.stderr,
+      `e2ekv (UNAVAILABLE): ${status.unpushed} of this device's entries are saved here but no replica acknowledged them yet: run e2ekv sync again when a replica answers\n`,
+    );
+    return 5;
   },
 };
 
