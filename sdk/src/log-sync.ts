@@ -17,6 +17,7 @@ import {
   EMPTY_ROOT,
   MAX_BATCH_ITEMS,
   NOTE_SIG_ED25519,
+  MerkleTree,
   bytesEqual,
   checkCheckpointProgress,
   decodeEntry,
@@ -32,7 +33,6 @@ import {
   verifyDeviceCheckpoint,
   type Cosigner,
   type EntriesResponse,
-  type MerkleTree,
 } from '@e2ekv/protocol';
 import type { Key32, ReplicaTransport } from './transport.js';
 
@@ -164,16 +164,28 @@ export async function pullLog(transport: ReplicaTransport, options: PullLogOptio
     badProof = checkProgress(ctx, pin, target, first.response.consistencyProof, 'defer');
   }
   const evidence = { first: pin?.note ?? '', second: target.note };
-  const equivocation = (cause: unknown) =>
-    new EquivocationError(
-      `replica ${transport.url} presented a checkpoint of ${ctx.who} (size ${target.size}) that is not consistent with the pinned one (size ${from}): the device forked its log. Keep the evidence and stop trusting that device`,
-      evidence,
-      cause,
+  // A consistency proof that fails was written by the replica, not the device:
+  // it proves nothing against the device. The device forked only if the replica
+  // can show a whole log that rebuilds the new signed root and whose first
+  // pin.size entries do not rebuild the pinned one; otherwise the replica lied.
+  const judgeBadProof = async (cause: unknown): Promise<E2ekvError> => {
+    if (pin !== undefined && (await forkShown(ctx, pin, target, batch))) {
+      return new EquivocationError(
+        `replica ${transport.url} presented a checkpoint of ${ctx.who} (size ${target.size}) that is not consistent with the pinned one (size ${from}): the device forked its log (the replica showed both histories). Keep the evidence and stop trusting that device`,
+        evidence,
+        cause,
+      );
+    }
+    return new E2ekvError(
+      'INTEGRITY',
+      `replica ${transport.url} sent a consistency proof for ${ctx.who} that does not verify and could not show a log that contradicts the pinned one: the replica altered what it sent (the device is not blamed). Use another replica`,
+      { cause },
     );
+  };
 
   const wanted = target.size - from;
   if (wanted > maxEntries) {
-    if (badProof !== undefined) throw equivocation(badProof);
+    if (badProof !== undefined) throw await judgeBadProof(badProof);
     throw new E2ekvError(
       'TOO_LARGE',
       `replica ${transport.url} holds ${wanted} new entries of ${ctx.who}, more than maxEntries (${maxEntries}): raise maxEntries to pull them`,
@@ -186,7 +198,9 @@ export async function pullLog(transport: ReplicaTransport, options: PullLogOptio
     entries = await collectEntries(ctx, first, target, from, batch);
   } catch (error) {
     // Without the entries a failed proof cannot be cleared: the protocol's verdict stands.
-    if (badProof !== undefined && isE2ekvError(error) && error.category === 'integrity') throw equivocation(error);
+    if (badProof !== undefined && isE2ekvError(error) && error.category === 'integrity') {
+      throw await judgeBadProof(error);
+    }
     throw error;
   }
 
@@ -194,7 +208,7 @@ export async function pullLog(transport: ReplicaTransport, options: PullLogOptio
   const range = compactRange(tree);
   for (const leaf of leaves) pushSubtree(range, 1, leaf);
   if (!bytesEqual(rangeRoot(range), target.root)) {
-    if (badProof !== undefined) throw equivocation(badProof);
+    if (badProof !== undefined) throw await judgeBadProof(badProof);
     throw new E2ekvError(
       'INTEGRITY',
       `replica ${transport.url}: the entries do not rebuild the signed root of ${ctx.who} (size ${target.size}): it altered, reordered or replaced them. Use another replica`,
@@ -355,6 +369,29 @@ function checkProgress(
 }
 
 /** Entries [from, target.size) from the first page and as many more pages as needed. */
+/**
+ * Whether the replica can show the device's fork: all `target.size` entries,
+ * rebuilding the device-signed target root, whose first `pin.size` do not
+ * rebuild the device-signed pinned root. Only on the failure path, where the
+ * whole log is worth fetching to tell a forking device from a lying replica.
+ */
+async function forkShown(ctx: Context, pin: LogPin, target: Presented, batch: number): Promise<boolean> {
+  try {
+    const leaves: Uint8Array[] = [];
+    while (leaves.length < target.size) {
+      const start = leaves.length;
+      const page = await fetchPage(ctx, start, Math.min(target.size, start + batch), undefined);
+      checkPageShape(ctx, page, start, target.size);
+      if (page.response.entries.length === 0) return false;
+      for (const entry of page.response.entries) leaves.push(leafHash(entry));
+    }
+    const tree = new MerkleTree(leaves);
+    return bytesEqual(tree.root(target.size), target.root) && !bytesEqual(tree.root(pin.size), pin.root);
+  } catch {
+    return false;
+  }
+}
+
 async function collectEntries(
   ctx: Context,
   first: Page,

@@ -135,10 +135,9 @@ test('dropping an entry from the middle of a log is INTEGRITY', async (t) => {
 // The replica drops entry 4 and serves Alice's genuine checkpoint of size 5
 // (which the entries no longer rebuild) with no consistency proof. Both notes
 // are Alice's and consistent with each other: the replica lied, Alice did not
-// fork. The SDK, finding the proof and the root both wrong, blames the device
-// (EQUIVOCATION, "the device forked its log", with two consistent notes as
-// "evidence"): any replica can frame an honest device this way.
-test.failing(
+// fork. A failed proof proves nothing against the device (SPEC 11.1): the SDK
+// asks the replica for a whole log contradicting the pin, which it cannot show.
+test(
   'dropping an entry from the middle under an older checkpoint of the right count is INTEGRITY, not EQUIVOCATION',
   async (t) => {
     const s = await scene(t, 3);
