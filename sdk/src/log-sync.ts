@@ -242,7 +242,21 @@ export async function pullBlob(
   if (expected.hash.length !== 32) {
     throw new E2ekvError('INVALID_ARGUMENT', `a blob hash is 32 bytes, got ${expected.hash.length}`);
   }
-  const blob = await transport.blob(vaultId, toHex(expected.hash));
+  let blob: Uint8Array;
+  try {
+    blob = await transport.blob(vaultId, toHex(expected.hash));
+  } catch (error) {
+    // A verified entry proves the blob exists: the device sent it with the entry,
+    // and replicas refuse entries whose blobs are missing. "Not found" is withholding.
+    if (isE2ekvError(error, 'NOT_FOUND')) {
+      throw new E2ekvError(
+        'WITHHELD',
+        `replica ${transport.url} says it has no blob ${toHex(expected.hash)}, which a verified entry references: it is withholding it. Use another replica`,
+        { cause: error, details: { blob: toHex(expected.hash) } },
+      );
+    }
+    throw error;
+  }
   if (blob.length !== expected.length || !bytesEqual(sha256(blob), expected.hash)) {
     throw new E2ekvError(
       'INTEGRITY',

@@ -324,8 +324,8 @@ test('serving another blob of the same vault', blobAttack, (blob) => {
 
 // A verified entry proves its blob exists: the device uploaded it with the
 // entry, and the replica refuses entries whose blobs are missing. A replica
-// answering 404 is withholding, and should be named so.
-test.failing('withholding a blob a verified entry references is WITHHELD', async (t) => {
+// answering 404 is withholding, and is named so.
+test('withholding a blob a verified entry references is WITHHELD', async (t) => {
   const { s } = await blobScene(t);
   s.replica.answer(
     { route: 'blob', client: s.bob.hex },
