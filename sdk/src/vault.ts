@@ -37,7 +37,7 @@ import {
 } from '@e2ekv/protocol';
 import { HybridLogicalClock } from './clock.js';
 import { openDataEntry, sealDataEntry, type OpenedEntry, type Value, type VaultKeys, type Write } from './entries.js';
-import { pullBlob, pullLog, type LogPin } from './log-sync.js';
+import { EquivocationError, RollbackError, pullBlob, pullLog, type LogPin } from './log-sync.js';
 import { MembershipView } from './membership.js';
 import { MultiValueRegister, type VersionedWrite } from './resolve.js';
 import type { LocalStore } from './local/adapter.js';
@@ -813,9 +813,17 @@ export class Vault {
         this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, remote.size));
         continue;
       }
-      if (remote.size <= log.entries.length) continue;
       let pulled;
       try {
+        if (remote.size <= log.entries.length) {
+          // Nothing new, by the replica's unsigned claim; a claim below the pin
+          // or of another root at a size held here is judged on its signed checkpoint.
+          const below = remote.size < (log.pin?.size ?? 0);
+          if (below || (remote.size <= log.tree.size && !bytesEqual(remote.root, log.tree.root(remote.size)))) {
+            await this.#judgeCheckpoint(replica, info.cosigner, remote.device, log);
+          }
+          continue;
+        }
         pulled = await pullLog(replica, {
           vaultId: this.#vaultId,
           device: log.device,
@@ -827,8 +835,19 @@ export class Vault {
         const evidence = (error as { evidence?: { first: string; second: string } }).evidence;
         if (evidence !== undefined) {
           const record = { replica: replica.url, device: remote.device, ...evidence };
-          this.#evidence.push(record);
-          await this.#store?.addEvidence(this.id, record);
+          // The same contradiction met again (another sync, another verify) is kept once.
+          // Compared by the signed bodies: a replica may cosign the same checkpoint anew each time.
+          const body = (note: string) => parseNote(note).text;
+          const known = this.#evidence.some(
+            (e) =>
+              e.device === record.device &&
+              body(e.first) === body(record.first) &&
+              body(e.second) === body(record.second),
+          );
+          if (!known) {
+            this.#evidence.push(record);
+            await this.#store?.addEvidence(this.id, record);
+          }
         }
         throw error;
       }
@@ -861,6 +880,39 @@ export class Vault {
       }
     }
     this.#applyReady();
+  }
+
+  /**
+   * A replica's vault state (unsigned) contradicted what this device verified
+   * of a log: its signed checkpoint decides. Smaller than the pin is ROLLBACK,
+   * the same size with another root EQUIVOCATION, both with the two signed
+   * notes as evidence; a checkpoint that agrees with this device means only the
+   * unsigned claim lied (INTEGRITY).
+   */
+  async #judgeCheckpoint(replica: ReplicaTransport, cosigner: Cosigner, device: string, log: LogState): Promise<void> {
+    const note = await replica.checkpoint(this.id, device);
+    const verified = await verifyDeviceCheckpoint(note, this.#vaultId, log.device, [cosigner]);
+    if (verified.cosignatures.length === 0) {
+      throw new E2ekvError('UNKNOWN_KEY', `replica ${replica.url} did not cosign the checkpoint of device ${device}`);
+    }
+    const size = Number(verified.checkpoint.size);
+    const pin = log.pin;
+    if (pin !== undefined && size < pin.size) {
+      throw new RollbackError(
+        `replica ${replica.url} presented a checkpoint of device ${device} of size ${size}, smaller than the ${pin.size} already verified: it lost or hides entries. Use another replica`,
+        { first: pin.note, second: note },
+      );
+    }
+    if (pin !== undefined && size <= log.tree.size && !bytesEqual(verified.checkpoint.root, log.tree.root(size))) {
+      throw new EquivocationError(
+        `replica ${replica.url} presented a checkpoint of device ${device} (size ${size}) that is not consistent with the pinned one (size ${pin.size}): the device forked its log. Keep the evidence and stop trusting that device`,
+        { first: pin.note, second: note },
+      );
+    }
+    throw new E2ekvError(
+      'INTEGRITY',
+      `replica ${replica.url} claims a state of device ${device}'s log that its own signed checkpoint (size ${size}) contradicts: the replica is faulty or lying. Use another replica`,
+    );
   }
 
   /**

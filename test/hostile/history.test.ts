@@ -137,20 +137,17 @@ test('dropping an entry from the middle of a log is INTEGRITY', async (t) => {
 // are Alice's and consistent with each other: the replica lied, Alice did not
 // fork. A failed proof proves nothing against the device (SPEC 11.1): the SDK
 // asks the replica for a whole log contradicting the pin, which it cannot show.
-test(
-  'dropping an entry from the middle under an older checkpoint of the right count is INTEGRITY, not EQUIVOCATION',
-  async (t) => {
-    const s = await scene(t, 3);
-    onAlicePage(s, async (page) => {
-      page.entries.splice(1, 1);
-      page.inclusionProofs.splice(1, 1);
-      page.checkpoint = await s.replica.cosign(s.replica.deviceNote(s.access.vaultId, s.alice.hex, 5));
-      page.consistencyProof = [];
-    });
-    await rejects(t, s.bob.vault.get('k', { read: 'one' }), 'INTEGRITY');
-    t.deepEqual(s.bob.vault.evidence, [], 'no evidence against an honest device');
-  },
-);
+test('dropping an entry from the middle under an older checkpoint of the right count is INTEGRITY, not EQUIVOCATION', async (t) => {
+  const s = await scene(t, 3);
+  onAlicePage(s, async (page) => {
+    page.entries.splice(1, 1);
+    page.inclusionProofs.splice(1, 1);
+    page.checkpoint = await s.replica.cosign(s.replica.deviceNote(s.access.vaultId, s.alice.hex, 5));
+    page.consistencyProof = [];
+  });
+  await rejects(t, s.bob.vault.get('k', { read: 'one' }), 'INTEGRITY');
+  t.deepEqual(s.bob.vault.evidence, [], 'no evidence against an honest device');
+});
 
 // ---------------------------------------------------------------------------
 // Rollback
@@ -197,30 +194,27 @@ test('re-serving an older cosigned checkpoint after a newer one was pinned is RO
   await aliceUnchanged(t, s, hook.changed);
 });
 
-test('a vault state truncated below the pin is ROLLBACK at verify', async (t) => {
+test('a vault state truncated below the pin is caught at verify', async (t) => {
   const s = await scene(t, 0);
   const hook = s.replica.rewriteJson<VaultStateJson>({ route: 'vault', client: s.bob.hex }, (state) => {
     for (const log of state.logs) if (log.device === s.alice.hex) log.size = 2;
   });
-  await rejects(
-    t,
-    s.bob.vault.verify(),
-    'ROLLBACK',
-    /serves 2 entries of device [0-9a-f]{64}, fewer than the 3 already verified/,
-  );
+  // verify syncs first, which judges the claim on the signed checkpoint (still size 3).
+  await rejects(t, s.bob.vault.verify(), 'INTEGRITY', /its own signed checkpoint \(size 3\) contradicts/);
   t.true(hook.changed > 0);
 });
 
-// The SDK pins each log once, not per replica (DESIGN.md section 5 asks for
-// both), and sync skips any log a replica claims to hold no more of than this
-// device does: a replica going back on a size it served passes unremarked,
-// until verify. See the report for the fix in sdk/src/vault.ts #pullFrom.
-test.failing('a vault state truncated below the pin is ROLLBACK at sync', async (t) => {
+// The vault state is unsigned: a claim below the pin is judged at sync on the
+// replica's signed checkpoint. Here only the claim was cut and the signed
+// checkpoint still says 3, so the replica contradicts itself: INTEGRITY. (A
+// signed checkpoint below the pin is ROLLBACK: see the re-served older one above.)
+test('a vault state truncated below the pin is caught at sync', async (t) => {
   const s = await scene(t, 0);
-  s.replica.rewriteJson<VaultStateJson>({ route: 'vault', client: s.bob.hex }, (state) => {
+  const hook = s.replica.rewriteJson<VaultStateJson>({ route: 'vault', client: s.bob.hex }, (state) => {
     for (const log of state.logs) if (log.device === s.alice.hex) log.size = 2;
   });
-  await rejects(t, s.bob.vault.sync(), 'ROLLBACK');
+  await rejects(t, s.bob.vault.sync(), 'INTEGRITY', /its own signed checkpoint \(size 3\) contradicts/);
+  t.true(hook.changed > 0);
 });
 
 // ---------------------------------------------------------------------------
@@ -407,13 +401,13 @@ test('a log forked at the same size on two replicas is EQUIVOCATION at verify', 
     t,
     bob.verify(),
     'EQUIVOCATION',
-    /serves a log of device [0-9a-f]{64} whose root at size 2 differs from the verified one/,
+    /a checkpoint of device [0-9a-f]{64} \(size 2\) that is not consistent with the pinned one \(size 2\)/,
   );
 });
 
-// verify compares the replicas' unsigned vault states, so it names the fork
-// but keeps no signed evidence (DESIGN.md G4 asks for two signed statements).
-test.failing('a log forked at the same size on two replicas leaves evidence after verify', async (t) => {
+// verify syncs first, and sync judges an unsigned root that differs on the
+// replica's signed checkpoint: two signed statements are kept (DESIGN.md G4).
+test('a log forked at the same size on two replicas leaves evidence after verify', async (t) => {
   const bobId = createIdentity();
   let bob!: Vault;
   await fork(t, [bobId], { onA: 1, onB: 1 }, async ({ a, b, access }) => {
@@ -423,9 +417,9 @@ test.failing('a log forked at the same size on two replicas leaves evidence afte
   t.is(bob.evidence.length, 1);
 });
 
-// sync skips a log whose size it already holds, without comparing roots: a
-// fork of equal size goes unnoticed by every read level until verify.
-test.failing('a log forked at the same size on two replicas is EQUIVOCATION at sync', async (t) => {
+// A log whose size this device already holds is still compared by root: a
+// fork of equal size is caught at sync, on the replica's signed checkpoint.
+test('a log forked at the same size on two replicas is EQUIVOCATION at sync', async (t) => {
   const bobId = createIdentity();
   let bob!: Vault;
   await fork(t, [bobId], { onA: 1, onB: 1 }, async ({ a, b, access }) => {

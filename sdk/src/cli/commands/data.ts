@@ -440,6 +440,13 @@ async function auditReplicas(session: Session, vaultName: string): Promise<Audit
   const ours = await vault.auditInfo();
   const acked = vault.status().acked;
   const kept = [...ours.evidence];
+  // Evidence the sync inside vault.verify() found and kept is new in this run too.
+  const noteText = (note: string) => parseNote(note).text;
+  const sameRecord = (a: StoredEvidence, b: StoredEvidence) =>
+    a.device === b.device && noteText(a.first) === noteText(b.first) && noteText(a.second) === noteText(b.second);
+  for (const record of ours.evidence) {
+    if (!before.evidence.some((old) => sameRecord(old, record))) evidence.push(record);
+  }
 
   for (const audit of replicas) {
     const transport = transports.get(audit.url);
@@ -450,12 +457,7 @@ async function auditReplicas(session: Session, vaultName: string): Promise<Audit
       audit.logs = await auditLogs(transport, vaultKey, session.client.deviceId, ours, acked[audit.url] ?? 0, {
         violation,
         evidence: async (record) => {
-          const text = (note: string) => parseNote(note).text;
-          const same = (e: StoredEvidence) =>
-            e.device === record.device &&
-            text(e.first) === text(record.first) &&
-            text(e.second) === text(record.second);
-          if (kept.some(same)) return;
+          if (kept.some((e) => sameRecord(e, record))) return;
           kept.push(record);
           evidence.push(record);
           await session.store.addEvidence(vaultId, record);
