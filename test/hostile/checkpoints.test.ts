@@ -24,9 +24,9 @@ import {
   type Vault,
   type VaultAccess,
 } from '../../sdk/src/index.js';
-import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import {
   HostileReplica,
+  sharedServer,
   flipBase64,
   flipSignature,
   hex,
@@ -35,19 +35,7 @@ import {
   type Interception,
 } from '../support/hostile-replica.js';
 
-let server: ServerProcess;
-let removeData: () => Promise<void>;
-
-test.before(async () => {
-  const data = await tempDir();
-  removeData = data.remove;
-  server = await startServerProcess(data.dir);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await removeData?.();
-});
+const server = sharedServer(test);
 
 interface Scene {
   replica: HostileReplica;
@@ -62,7 +50,7 @@ interface Scene {
  * once; Bob syncs and pins Alice at 3. Then Alice writes entries 3 and 4.
  */
 async function scene(t: ExecutionContext): Promise<Scene> {
-  const replica = await HostileReplica.start(server);
+  const replica = await HostileReplica.start(server());
   t.teardown(() => replica.close());
   const [aliceId, bobId, carolId] = [createIdentity(), createIdentity(), createIdentity()];
   const connect = (identity: Identity) => createClient({ identity, servers: [replica.url] });

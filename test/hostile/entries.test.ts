@@ -14,9 +14,9 @@ import {
   type Vault,
   type VaultAccess,
 } from '../../sdk/src/index.js';
-import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import {
   HostileReplica,
+  sharedServer,
   flipBase64,
   flipBit,
   hex,
@@ -28,19 +28,7 @@ import {
   type Interception,
 } from '../support/hostile-replica.js';
 
-let server: ServerProcess;
-let removeData: () => Promise<void>;
-
-test.before(async () => {
-  const data = await tempDir();
-  removeData = data.remove;
-  server = await startServerProcess(data.dir);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await removeData?.();
-});
+const server = sharedServer(test);
 
 interface Scene {
   replica: HostileReplica;
@@ -58,7 +46,7 @@ interface Scene {
  * Carol's entry 1 writes k. Every client talks to the hostile replica.
  */
 async function scene(t: ExecutionContext): Promise<Scene> {
-  const replica = await HostileReplica.start(server);
+  const replica = await HostileReplica.start(server());
   t.teardown(() => replica.close());
   const [aliceId, bobId, carolId] = [createIdentity(), createIdentity(), createIdentity()];
   const connect = (identity: Identity) => createClient({ identity, servers: [replica.url] });

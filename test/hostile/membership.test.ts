@@ -15,9 +15,9 @@ import {
   type Vault,
   type VaultAccess,
 } from '../../sdk/src/index.js';
-import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import {
   HostileReplica,
+  sharedServer,
   hex,
   membershipAs,
   rejects,
@@ -26,24 +26,12 @@ import {
   type VaultStateJson,
 } from '../support/hostile-replica.js';
 
-let server: ServerProcess;
-let removeData: () => Promise<void>;
-
-test.before(async () => {
-  const data = await tempDir();
-  removeData = data.remove;
-  server = await startServerProcess(data.dir);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await removeData?.();
-});
+const server = sharedServer(test);
 
 const key = (identity: Identity) => hex(publicIdentity(identity).signingKey);
 
 async function hostile(t: ExecutionContext): Promise<HostileReplica> {
-  const replica = await HostileReplica.start(server);
+  const replica = await HostileReplica.start(server());
   t.teardown(() => replica.close());
   return replica;
 }

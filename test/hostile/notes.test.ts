@@ -10,22 +10,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { E2ekvError, toBase64, type ErrorCode } from '../../protocol/src/index.js';
 import { createClient, createIdentity, publicIdentity, type Identity, type Vault } from '../../sdk/src/index.js';
-import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
-import { HostileReplica, hex, rejects, signLogAs, type EntriesJson } from '../support/hostile-replica.js';
+import { HostileReplica, hex, rejects, sharedServer, signLogAs, type EntriesJson } from '../support/hostile-replica.js';
 
-let server: ServerProcess;
-let removeData: () => Promise<void>;
-
-test.before(async () => {
-  const data = await tempDir();
-  removeData = data.remove;
-  server = await startServerProcess(data.dir);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await removeData?.();
-});
+const server = sharedServer(test);
 
 interface Scene {
   replica: HostileReplica;
@@ -36,7 +23,7 @@ interface Scene {
 
 /** Alice adds reader Bob and sets k; Bob pins her log at 2; Alice writes twice more. */
 async function scene(t: ExecutionContext): Promise<Scene> {
-  const replica = await HostileReplica.start(server);
+  const replica = await HostileReplica.start(server());
   t.teardown(() => replica.close());
   const [aliceId, bobId] = [createIdentity(), createIdentity()];
   const { vault: a, access } = await (await createClient({ identity: aliceId, servers: [replica.url] })).createVault();

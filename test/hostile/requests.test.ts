@@ -8,9 +8,9 @@ import test, { type ExecutionContext } from 'ava';
 import { cosignatureSigner, formatCosignerVkey, toBase64 } from '../../protocol/src/index.js';
 import { ReplicaError } from '../../sdk/src/transport.js';
 import { createClient, createIdentity, publicIdentity, type Identity, type Vault } from '../../sdk/src/index.js';
-import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import {
   HostileReplica,
+  sharedServer,
   errorAnswer,
   flipBase64,
   hex,
@@ -19,19 +19,7 @@ import {
   type VaultStateJson,
 } from '../support/hostile-replica.js';
 
-let server: ServerProcess;
-let removeData: () => Promise<void>;
-
-test.before(async () => {
-  const data = await tempDir();
-  removeData = data.remove;
-  server = await startServerProcess(data.dir);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await removeData?.();
-});
+const server = sharedServer(test);
 
 const key = (identity: Identity) => hex(publicIdentity(identity).signingKey);
 
@@ -44,7 +32,7 @@ interface Scene {
 
 /** Alice adds reader Bob and sets k; Bob opens the vault; Alice sets k again. All through the hostile replica. */
 async function scene(t: ExecutionContext, bobServers?: (replica: HostileReplica) => string[]): Promise<Scene> {
-  const replica = await HostileReplica.start(server);
+  const replica = await HostileReplica.start(server());
   t.teardown(() => replica.close());
   const [aliceId, bobId] = [createIdentity(), createIdentity()];
   const { vault: a, access } = await (await createClient({ identity: aliceId, servers: [replica.url] })).createVault();
@@ -245,7 +233,7 @@ test('an error answer without an e2ekv error body is UNAVAILABLE', async (t) => 
 
 test('a replica that drops connections is UNAVAILABLE, and a read at level one is served by another replica', async (t) => {
   // Bob reads through the hostile replica first, then the real server directly.
-  const s = await scene(t, (replica) => [replica.url, server.url]);
+  const s = await scene(t, (replica) => [replica.url, server().url]);
   const dropped = s.replica.drop({ client: s.bob.hex });
   t.is(await s.bob.vault.get('k', { read: 'one' }), 'v2');
   t.true(dropped.changed > 0);

@@ -29,7 +29,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import type { ExecutionContext } from 'ava';
+import type { ExecutionContext, TestFn } from 'ava';
 import {
   E2ekvError,
   KeyNameBlinder,
@@ -60,6 +60,7 @@ import {
 } from '../../protocol/src/index.js';
 import { sealDataEntry, type VaultKeys } from '../../sdk/src/entries.js';
 import { publicIdentity, type Identity } from '../../sdk/src/index.js';
+import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { listen } from './listen.js';
 
 /** Which endpoint of server/API.md a request is for. */
@@ -703,4 +704,26 @@ function contextOf(context: Readonly<Record<string, number>>): { device: Uint8Ar
   return Object.entries(context)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([device, size]) => ({ device: fromHex(device), size: BigInt(size) }));
+}
+
+/**
+ * One real replica for a whole test file, started before its tests and
+ * stopped (its data removed) after them; each test puts its own proxy in front.
+ */
+export function sharedServer(test: TestFn): () => ServerProcess {
+  let server: ServerProcess | undefined;
+  let removeData: (() => Promise<void>) | undefined;
+  test.before(async () => {
+    const data = await tempDir();
+    removeData = data.remove;
+    server = await startServerProcess(data.dir);
+  });
+  test.after.always(async () => {
+    await server?.stop();
+    await removeData?.();
+  });
+  return () => {
+    if (server === undefined) throw new Error('the shared server starts in test.before');
+    return server;
+  };
 }
