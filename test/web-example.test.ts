@@ -11,7 +11,7 @@ import { createClient, createIdentity, publicIdentity } from 'e2ekv';
 import { buildPage, startPageServer, type PageServer } from '../examples/web/page-server.js';
 import { formatDevice, parseAccess, renderValue } from '../examples/web/format.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
-import { CHROMIUM, CHROMIUM_ARGS, chromiumPresent, inCi } from './support/browser.js';
+import { CHROMIUM, CHROMIUM_ARGS, allowKeptNames, chromiumPresent, inCi } from './support/browser.js';
 
 const PASSPHRASE = 'a test passphrase, long enough for the page';
 // Random per run, so that a match anywhere can only have come from this test.
@@ -60,9 +60,7 @@ async function openPage(context: BrowserContext, watcher: Watcher, label: string
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   watcher.attach(page, label);
-  // tsx compiles this file with esbuild's keepNames, which wraps named functions
-  // inside page callbacks in __name(); give the page one.
-  await page.addInitScript('globalThis.__name = (fn) => fn;');
+  await allowKeptNames(page);
   await page.goto(url);
   return page;
 }

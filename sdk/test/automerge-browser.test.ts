@@ -13,9 +13,11 @@ import { chromium, type Browser } from 'playwright-core';
 import {
   CHROMIUM,
   CHROMIUM_ARGS,
+  allowKeptNames,
   bundle,
   chromiumPresent,
   closeServer,
+  collectPageErrors,
   inCi,
   startPageServer,
 } from '../../test/support/browser.js';
@@ -88,19 +90,8 @@ test('the automerge entry runs in headless Chromium against a real replica, and 
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     const page = await browser.newPage();
     page.setDefaultTimeout(60_000);
-    const pageErrors: string[] = [];
-    page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error' && !message.text().startsWith('Failed to load resource:')) {
-        pageErrors.push(`console.error: ${message.text()}`);
-      }
-    });
-    page.on('requestfailed', (request) =>
-      pageErrors.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText ?? ''}`),
-    );
-    // tsx compiles this file with esbuild's keepNames, which wraps the named
-    // functions inside the page.evaluate callbacks in __name(); give the page one.
-    await page.addInitScript('globalThis.__name = (fn) => fn;');
+    const pageErrors = collectPageErrors(page);
+    await allowKeptNames(page);
     await page.goto(`${origin}/app/index.html`);
 
     // Node's device, made a writer by the page.

@@ -13,9 +13,11 @@ import { ed25519EdgeCases } from '../../test/support/paths.js';
 import {
   CHROMIUM,
   CHROMIUM_ARGS,
+  allowKeptNames,
   bundle,
   chromiumPresent,
   closeServer,
+  collectPageErrors,
   inCi,
   startPageServer,
 } from '../../test/support/browser.js';
@@ -74,8 +76,7 @@ test('the SDK bundle runs in headless Chromium against a real replica, and its E
     t.log(`browser: Chromium ${browser.version()}`);
     const page = await browser.newPage();
     page.setDefaultTimeout(30_000);
-    const pageErrors: string[] = [];
-    page.on('pageerror', (error) => pageErrors.push(`pageerror: ${error.message}`));
+    const pageErrors = collectPageErrors(page);
     // Answers of 400 and above, by method and path: Chromium also logs each one as a console error.
     const refusals: string[] = [];
     page.on('response', (response) => {
@@ -83,17 +84,7 @@ test('the SDK bundle runs in headless Chromium against a real replica, and its E
         refusals.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
       }
     });
-    page.on('console', (message) => {
-      if (message.type() === 'error' && !message.text().startsWith('Failed to load resource:')) {
-        pageErrors.push(`console.error: ${message.text()}`);
-      }
-    });
-    page.on('requestfailed', (request) =>
-      pageErrors.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText ?? ''}`),
-    );
-    // tsx compiles this file with esbuild's keepNames, which wraps the named
-    // functions inside the page.evaluate callbacks in __name(); give the page one.
-    await page.addInitScript('globalThis.__name = (fn) => fn;');
+    await allowKeptNames(page);
     await page.goto(`${origin}/app/index.html`);
 
     // A third device made here in Node: the page makes it a reader, and Node's SDK

@@ -16,6 +16,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import {
   CHROMIUM,
   CHROMIUM_ARGS,
+  allowKeptNames,
   bundle,
   chromiumPresent,
   closeServer,
@@ -94,9 +95,7 @@ async function openPage(context: BrowserContext): Promise<OpenPage> {
     if (message.type() === 'error') errors.push(`console.error: ${message.text()}`);
   });
   page.on('requestfailed', (request) => errors.push(`request failed: ${request.url()}`));
-  // tsx compiles this file with esbuild's keepNames, which wraps the named
-  // functions inside the page.evaluate callbacks in __name(); give the page one.
-  await page.addInitScript('globalThis.__name = (fn) => fn;');
+  await allowKeptNames(page);
   await page.goto(`${served!.origin}/app/index.html`);
   return { page, errors };
 }

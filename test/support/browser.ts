@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import { build, type Metafile } from 'esbuild';
+import type { Page } from 'playwright-core';
 import express from 'express';
 import { repoRoot } from './paths.js';
 
@@ -107,3 +108,31 @@ export async function closeServer(server: http.Server): Promise<void> {
 
 export const chromiumPresent = existsSync(CHROMIUM);
 export const inCi = process.env['CI'] !== undefined && process.env['CI'] !== '';
+
+/**
+ * Collects what goes wrong in a page: uncaught errors, console errors (except
+ * "Failed to load resource", which is how Chromium logs any answer of 400 and
+ * above: tests judge those themselves), and requests that failed.
+ */
+export function collectPageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource:')) {
+      errors.push(`console.error: ${message.text()}`);
+    }
+  });
+  page.on('requestfailed', (request) =>
+    errors.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText ?? ''}`),
+  );
+  return errors;
+}
+
+/**
+ * tsx compiles test files with esbuild's keepNames, which wraps the named
+ * functions inside page.evaluate callbacks in __name(): give the page one.
+ * Call before the page's first navigation.
+ */
+export async function allowKeptNames(page: Page): Promise<void> {
+  await page.addInitScript('globalThis.__name = (fn) => fn;');
+}
