@@ -11,7 +11,7 @@ import { createClient, createIdentity, publicIdentity } from 'e2ekv';
 import { buildPage, startPageServer, type PageServer } from '../examples/web/page-server.js';
 import { formatDevice, parseAccess, renderValue } from '../examples/web/format.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
-import { CHROMIUM, CHROMIUM_ARGS, allowKeptNames, chromiumPresent, inCi } from './support/browser.js';
+import { CHROMIUM, CHROMIUM_ARGS, allowKeptNames, skipWithoutChromium } from './support/browser.js';
 
 const PASSPHRASE = 'a test passphrase, long enough for the page';
 // Random per run, so that a match anywhere can only have come from this test.
@@ -112,11 +112,7 @@ async function openKey(page: Page, name: string): Promise<{ kind: string; value:
 }
 
 test('the web example: create, write, lock, unlock, live updates from another device, join; nothing leaves in clear', async (t) => {
-  if (!chromiumPresent && !inCi) {
-    t.log(`SKIPPED: ${CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs this test`);
-    t.pass();
-    return;
-  }
+  if (skipWithoutChromium(t)) return;
   const started = Date.now();
   const built = await buildPage();
   t.deepEqual(

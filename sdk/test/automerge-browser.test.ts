@@ -15,10 +15,9 @@ import {
   CHROMIUM_ARGS,
   allowKeptNames,
   bundle,
-  chromiumPresent,
   closeServer,
   collectPageErrors,
-  inCi,
+  skipWithoutChromium,
   startPageServer,
 } from '../../test/support/browser.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
@@ -34,11 +33,7 @@ interface Board {
 }
 
 test('the automerge entry runs in headless Chromium against a real replica, and Node reads the same document', async (t) => {
-  if (!chromiumPresent && !inCi) {
-    t.log(`SKIPPED: ${CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs this test`);
-    t.pass();
-    return;
-  }
+  if (skipWithoutChromium(t)) return;
 
   const [sdkBundle, automergeBundle] = await Promise.all([
     bundle('sdk/src/index.ts'),

@@ -15,10 +15,9 @@ import {
   CHROMIUM_ARGS,
   allowKeptNames,
   bundle,
-  chromiumPresent,
   closeServer,
   collectPageErrors,
-  inCi,
+  skipWithoutChromium,
   startPageServer,
 } from '../../test/support/browser.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
@@ -29,11 +28,7 @@ import type * as Ed25519Module from '../../protocol/src/crypto/ed25519.js';
 const vectors = ed25519EdgeCases();
 
 test('the SDK bundle runs in headless Chromium against a real replica, and its Ed25519 verifier gives Go verdicts', async (t) => {
-  if (!chromiumPresent && !inCi) {
-    t.log(`SKIPPED: ${CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs this test`);
-    t.pass();
-    return;
-  }
+  if (skipWithoutChromium(t)) return;
 
   // Bundles: the SDK as an application would ship it, and the protocol's Ed25519
   // module (the SDK's verifier; needsReferenceVerifier is exported only there).

@@ -18,9 +18,9 @@ import {
   CHROMIUM_ARGS,
   allowKeptNames,
   bundle,
-  chromiumPresent,
+  chromiumSkipped,
   closeServer,
-  inCi,
+  skipWithoutChromium,
   startPageServer,
 } from '../../test/support/browser.js';
 import { localStoreCases } from './local-conformance.js';
@@ -28,8 +28,6 @@ import { indexedDbCases } from './fixtures/local-indexeddb-cases.js';
 import type * as PageModule from './fixtures/local-indexeddb-page.js';
 import type { CaseResult } from './fixtures/local-indexeddb-page.js';
 import { difference, plainAssertions } from './fixtures/plain-assertions.js';
-
-const skipped = !chromiumPresent && !inCi;
 
 interface Served {
   server: http.Server;
@@ -43,7 +41,7 @@ let served: Served | undefined;
 const profiles: string[] = [];
 
 test.before(async () => {
-  if (skipped) return;
+  if (chromiumSkipped) return;
   const page = await bundle('sdk/test/fixtures/local-indexeddb-page.ts');
   const nodeInputs = page.inputs.filter((input) => input.startsWith('node:'));
   if (nodeInputs.length > 0) throw new Error(`node: modules reached the page bundle: ${nodeInputs.join(', ')}`);
@@ -61,13 +59,6 @@ test.after.always(async () => {
   if (served !== undefined) await closeServer(served.server);
   await Promise.all(profiles.map((dir) => rm(dir, { recursive: true, force: true })));
 });
-
-function skip(t: ExecutionContext): boolean {
-  if (!skipped) return false;
-  t.log(`SKIPPED: ${CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs this test`);
-  t.pass();
-  return true;
-}
 
 async function newProfile(): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'e2ekv-chromium-'));
@@ -149,7 +140,7 @@ function report(t: ExecutionContext, results: CaseResult[], titles: string[]): v
 }
 
 test.serial('indexeddb in Chromium: the LocalStore conformance cases, against the real IndexedDB', async (t) => {
-  if (skip(t)) return;
+  if (skipWithoutChromium(t)) return;
   const context = await launch(await newProfile());
   try {
     t.log(`browser: Chromium ${context.browser()?.version() ?? '(persistent context)'}`);
@@ -169,7 +160,7 @@ test.serial('indexeddb in Chromium: the LocalStore conformance cases, against th
 });
 
 test.serial('indexeddb in Chromium: transactions, other tabs, damaged records', async (t) => {
-  if (skip(t)) return;
+  if (skipWithoutChromium(t)) return;
   const context = await launch(await newProfile());
   try {
     const { page, errors } = await openPage(context);
@@ -188,7 +179,7 @@ test.serial('indexeddb in Chromium: transactions, other tabs, damaged records', 
 });
 
 test.serial('indexeddb in Chromium: a full storage quota refuses an append whole, as TOO_LARGE', async (t) => {
-  if (skip(t)) return;
+  if (skipWithoutChromium(t)) return;
   const context = await launch(await newProfile());
   try {
     const { page, errors } = await openPage(context);
@@ -224,7 +215,7 @@ test.serial('indexeddb in Chromium: a full storage quota refuses an append whole
 });
 
 test.serial('indexeddb in Chromium: what was written is there after the browser restarts on its profile', async (t) => {
-  if (skip(t)) return;
+  if (skipWithoutChromium(t)) return;
   const profile = await newProfile();
   const name = `e2ekv-restart-${toHex(randomBytes(8))}`;
   const vaultId = toHex(randomBytes(32));
@@ -311,7 +302,7 @@ async function killedWhileWriting(profile: string, name: string, killAfterFirstA
 }
 
 test.serial('indexeddb in Chromium: acknowledged appends survive kill -9 of the browser, intact', async (t) => {
-  if (skip(t)) return;
+  if (skipWithoutChromium(t)) return;
   const profile = await newProfile();
   const name = 'e2ekv-crash';
   let acknowledged = 0;

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import { build, type Metafile } from 'esbuild';
+import type { ExecutionContext } from 'ava';
 import type { Page } from 'playwright-core';
 import express from 'express';
 import { repoRoot } from './paths.js';
@@ -108,6 +109,16 @@ export async function closeServer(server: http.Server): Promise<void> {
 
 export const chromiumPresent = existsSync(CHROMIUM);
 export const inCi = process.env['CI'] !== undefined && process.env['CI'] !== '';
+/** Browser tests skip on a machine without Chromium, never in CI (which installs it). */
+export const chromiumSkipped = !chromiumPresent && !inCi;
+
+/** Passes the test with a logged reason, and returns true, when browser tests are skipped here. */
+export function skipWithoutChromium(t: ExecutionContext): boolean {
+  if (!chromiumSkipped) return false;
+  t.log(`SKIPPED: ${CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs this test`);
+  t.pass();
+  return true;
+}
 
 /**
  * Collects what goes wrong in a page: uncaught errors, console errors (except
