@@ -3,9 +3,11 @@
 library and the `cryptography` package: a second implementation in another
 language, written from the spec's byte layouts, not from the TypeScript.
 
-Secretbox (XSalsa20-Poly1305) is not in either library, so envelopes are
-checked for their layout and binding hash but not decrypted here; the
-TypeScript vectors test opens them with tweetnacl.
+Secretbox (XSalsa20-Poly1305) is not in either library, so envelopes and
+wraps are checked for their layout, binding hash and key derivation (X25519
+and HKDF) but not decrypted here; the TypeScript vectors test opens them with
+tweetnacl. Nor is the Ed25519 subgroup check: identity strings rejected for a
+bad signing key are only checked to carry a correct checksum.
 
 Exit status 0 when every check passes. Run: python3 protocol/scripts/check_vectors.py
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.exceptions import InvalidSignature
 
@@ -219,6 +222,30 @@ def parse_entry(data):
             raise ValueError("membership")
         r.end()
         return {"type": "membership", "op": op, "role": role}
+    if kind == 3:
+        if epoch < 1:
+            raise ValueError("epoch 0")
+        clock, context = parse_context(r, device)
+        check, ephemeral, count = r.take(32), r.take(32), r.u16()
+        if ephemeral == bytes(32) or not 1 <= count <= 1024:
+            raise ValueError("epoch record")
+        recipients = [(r.take(32), r.take(72)) for _ in range(count)]
+        members = [m for m, _ in recipients]
+        if members != sorted(set(members)):
+            raise ValueError("recipient order")
+        r.end()
+        return {
+            "type": "epoch",
+            "vault": vault,
+            "device": device,
+            "index": index,
+            "epoch": epoch,
+            "clock": clock,
+            "context": context,
+            "check": check,
+            "ephemeral": ephemeral,
+            "recipients": recipients,
+        }
     raise ValueError("type")
 
 
@@ -263,6 +290,10 @@ def main():
     check_entries()
     check_checkpoints()
     check_requests()
+    check_identity()
+    check_wrap()
+    check_epoch()
+    check_invitation()
     print(f"check_vectors.py: {checks} checks passed")
 
 
@@ -401,6 +432,223 @@ def check_checkpoints():
         Ed25519PublicKey.from_public_bytes(cos_key).verify(raw2[12:], message)
         check(True, f"signatures of size {size}")
     check(len(v["invalid"]) == 12, "invalid checkpoint count")
+
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def from_base64url(text):
+    """Strict unpadded base64url: ValueError('MALFORMED') or ValueError('NON_CANONICAL')."""
+    import base64
+
+    if any(c not in B64URL for c in text) or len(text) % 4 == 1:
+        raise ValueError("MALFORMED")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(data).decode().rstrip("=") != text:
+        raise ValueError("NON_CANONICAL")
+    return data
+
+
+def x25519_public(secret):
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
+
+
+def x25519_shared(secret, public):
+    """ValueError for a small-order public key (an all-zero result), as SPEC 21.2 refuses."""
+    return X25519PrivateKey.from_private_bytes(secret).exchange(X25519PublicKey.from_public_bytes(public))
+
+
+def ed25519_public(seed):
+    return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+
+
+def identity_error(text):
+    """The SPEC 21.1 verdict Python can reach without a subgroup check: a code, or the keys."""
+    import re
+
+    if not text.startswith("e2ekv-id1-"):
+        return "UNSUPPORTED_VERSION" if re.match(r"e2ekv-id[0-9]+-", text) else "MALFORMED"
+    if len(text) != 101:
+        return "MALFORMED"
+    try:
+        payload = from_base64url(text[10:])
+    except ValueError as e:
+        return str(e)
+    signing, box, checksum = payload[:32], payload[32:64], payload[64:]
+    if sha256(b"e2ekv/v1/identity\0", signing, box)[:4] != checksum:
+        return "MALFORMED"
+    if box == bytes(32):
+        return "BAD_KEY"
+    return (signing, box)
+
+
+def check_identity():
+    import base64
+
+    v = load("identity.json")
+    for c in v["valid"]:
+        signing = ed25519_public(bytes.fromhex(c["signing_seed"]))
+        box = x25519_public(bytes.fromhex(c["box_secret"]))
+        check(signing.hex() == c["signing_key"] and box.hex() == c["box_key"], "identity keys from secrets")
+        checksum = sha256(b"e2ekv/v1/identity\0", signing, box)[:4]
+        check(checksum.hex() == c["checksum"], "identity checksum")
+        text = "e2ekv-id1-" + base64.urlsafe_b64encode(signing + box + checksum).decode().rstrip("=")
+        check(text == c["identity_string"] and len(text) == 101, "identity string")
+        check(identity_error(text) == (signing, box), "identity string parses")
+        digest = sha256(b"e2ekv/v1/fingerprint\0", signing, box)[:10].hex()
+        check(" ".join(digest[i : i + 4] for i in range(0, 20, 4)) == c["fingerprint"], "fingerprint")
+    for c in v["invalid"]:
+        verdict = identity_error(c["text"])
+        if isinstance(verdict, tuple):
+            # A signing key that fails the subgroup or canonical-encoding check: not checked here.
+            check(c["error"] == "BAD_KEY", c["description"])
+        else:
+            check(verdict == c["error"], c["description"])
+
+
+def wrap_key(shared, vault, label, ephemeral, recipient, extra):
+    return hkdf(shared, vault, label.encode() + ephemeral + recipient + extra)
+
+
+def check_wrap():
+    v = load("wrap.json")
+    for c in v["valid"]:
+        box_secret, e_secret = bytes.fromhex(c["recipient_box_secret"]), bytes.fromhex(c["ephemeral_secret"])
+        box, ephemeral = x25519_public(box_secret), x25519_public(e_secret)
+        check(box.hex() == c["recipient_box_key"] and ephemeral.hex() == c["ephemeral"], "wrap public keys")
+        shared = x25519_shared(e_secret, box)
+        check(shared == x25519_shared(box_secret, ephemeral) and shared.hex() == c["shared"], "X25519 shared secret")
+        info = c["label"].encode() + ephemeral + box + bytes.fromhex(c["extra"])
+        check(info.hex() == c["info"], "wrap HKDF info")
+        vault = bytes.fromhex(c["vault_id"])
+        check(wrap_key(shared, vault, c["label"], ephemeral, box, bytes.fromhex(c["extra"])).hex() == c["wrap_key"], "wrap key")
+        wrapped = bytes.fromhex(c["wrapped"])
+        check(wrapped[:24].hex() == c["nonce"], "wrap nonce")
+        check(len(wrapped) == 24 + 16 + len(bytes.fromhex(c["plaintext"])), "wrap length")
+    good = v["valid"][0]
+    for c in v["invalid"]:
+        wrapped, ephemeral = bytes.fromhex(c["wrapped"]), bytes.fromhex(c["ephemeral"])
+        if c["error"] == "BAD_KEY":
+            try:
+                x25519_shared(bytes.fromhex(c["recipient_box_secret"]), ephemeral)
+                check(ephemeral == bytes(32), c["description"])
+            except ValueError:
+                check(True, c["description"])
+        elif c["error"] == "MALFORMED":
+            check(len(wrapped) < 40, c["description"])
+        else:
+            fields = ("vault_id", "label", "extra", "recipient_box_secret", "wrapped")
+            check(any(c[k] != good[k] for k in fields), c["description"])
+
+
+def check_epoch():
+    v = load("epoch.json")
+    vault = bytes.fromhex(load("genesis.json")["valid"][0]["vault_id"])
+    for c in v["valid"]:
+        data = bytes.fromhex(c["entry"])
+        check(sha256(b"\0", data).hex() == c["leaf_hash"], "epoch record leaf hash")
+        e = parse_entry(data)
+        check(e["type"] == "epoch" and e["vault"] == vault and e["epoch"] == c["epoch"], "epoch record header")
+        secret = bytes.fromhex(c["epoch_secret"])
+        check_value = hkdf(secret, vault, b"e2ekv/v1 epoch-check" + struct.pack(">I", e["epoch"]))
+        check(check_value == e["check"] and check_value.hex() == c["check"], "check(e)")
+        check(x25519_public(bytes.fromhex(c["ephemeral_secret"])) == e["ephemeral"], "E")
+        for (member, wrapped), r in zip(e["recipients"], c["recipients"]):
+            check(member.hex() == r["member"] and wrapped.hex() == r["wrapped"], "recipient")
+            box = x25519_public(bytes.fromhex(r["box_secret"]))
+            check(box.hex() == r["box_key"], "recipient box key")
+            shared = x25519_shared(bytes.fromhex(r["box_secret"]), e["ephemeral"])
+            check(shared == x25519_shared(bytes.fromhex(c["ephemeral_secret"]), box), "epoch wrap shared secret")
+            wrap_key(shared, vault, "e2ekv/v1 epoch-wrap", e["ephemeral"], box, struct.pack(">I", e["epoch"]))
+            check(wrapped[:24].hex() == r["nonce"], "epoch wrap nonce")
+    for c in v["invalid"]:
+        try:
+            parse_entry(bytes.fromhex(c["entry"]))
+            check(False, f"invalid epoch record accepted: {c['description']}")
+        except ValueError:
+            check(True, c["description"])
+    good = bytes.fromhex(v["valid"][0]["entry"])
+    for c in v["invalid_open"]:
+        e = parse_entry(bytes.fromhex(c["entry"]))
+        check(bytes.fromhex(c["entry"]) != good, c["description"])
+        if c["error"] == "INTEGRITY":
+            secret = bytes.fromhex(v["valid"][0]["epoch_secret"])
+            check(hkdf(secret, vault, b"e2ekv/v1 epoch-check" + struct.pack(">I", e["epoch"])) != e["check"], c["description"])
+
+
+def parse_invitation(token):
+    """SPEC 21.4 layout and signature; returns the fields, or raises ValueError(code)."""
+    import re
+
+    if not token.startswith("e2ekv-invite1-"):
+        raise ValueError("UNSUPPORTED_VERSION" if re.match(r"e2ekv-invite[0-9]+-", token) else "MALFORMED")
+    data = from_base64url(token[14:])
+    r = Reader(data)
+    try:
+        tag = r.take(20)
+        if tag != b"e2ekv/v1/invitation\0":
+            raise ValueError("UNSUPPORTED_VERSION" if tag[:7] == b"e2ekv/v" else "MALFORMED")
+        f = {"vault": r.take(32), "inviter": r.take(32), "invitee": r.take(32), "box": r.take(32)}
+        f["role"] = r.u8()
+        f["ephemeral"] = r.take(32)
+        f["sealed"] = r.take(r.u16())
+        count = r.u8()
+        if count > 16:
+            raise ValueError("TOO_LARGE")
+        f["servers"] = [r.take(r.u16()) for _ in range(count)]
+        body_length = r.off
+        signature = r.take(64)
+        r.end()
+    except ValueError as e:
+        raise ValueError(str(e) if str(e) in ("UNSUPPORTED_VERSION", "TOO_LARGE", "MALFORMED") else "MALFORMED")
+    if f["role"] not in (1, 2, 3) or any(len(s) == 0 for s in f["servers"]):
+        raise ValueError("MALFORMED")
+    if any(len(s) > 1024 for s in f["servers"]):
+        raise ValueError("TOO_LARGE")
+    if f["ephemeral"] == bytes(32) or len(f["sealed"]) < 24 + 16 + 2 + 36:
+        raise ValueError("MALFORMED")
+    if f["box"] == bytes(32):
+        raise ValueError("BAD_KEY")
+    try:
+        Ed25519PublicKey.from_public_bytes(f["inviter"]).verify(signature, data[:body_length])
+    except InvalidSignature:
+        # Python cannot tell a small-order key (BAD_KEY) from a bad signature here.
+        raise ValueError("BAD_SIGNATURE")
+    f["body"], f["signature"] = data[:body_length], signature
+    return f
+
+
+def check_invitation():
+    v = load("invitation.json")
+    for c in v["valid"]:
+        f = parse_invitation(c["token"])
+        check(f["body"].hex() == c["body"] and f["signature"].hex() == c["signature"], "invitation body and signature")
+        check(f["inviter"] == ed25519_public(bytes.fromhex(c["inviter_seed"])), "inviter key")
+        check(f["invitee"] == ed25519_public(bytes.fromhex(c["invitee_seed"])), "invitee key")
+        check(f["box"] == x25519_public(bytes.fromhex(c["invitee_box_secret"])), "invitee box key")
+        check(f["role"] == {"reader": 1, "writer": 2, "admin": 3}[c["role"]], "invitation role")
+        check([s.decode() for s in f["servers"]] == c["servers"], "invitation servers")
+        check(f["ephemeral"] == x25519_public(bytes.fromhex(c["ephemeral_secret"])), "invitation E")
+        plaintext = struct.pack(">H", len(c["secrets"])) + b"".join(
+            struct.pack(">I", s["epoch"]) + bytes.fromhex(s["secret"]) for s in c["secrets"]
+        )
+        check(plaintext.hex() == c["secrets_plaintext"], "secrets plaintext")
+        check(len(f["sealed"]) == 24 + 16 + len(plaintext) and f["sealed"][:24].hex() == c["nonce"], "sealed layout")
+        shared = x25519_shared(bytes.fromhex(c["invitee_box_secret"]), f["ephemeral"])
+        wrap_key(shared, f["vault"], "e2ekv/v1 invitation", f["ephemeral"], f["box"], f["invitee"])
+    for c in v["invalid"]:
+        try:
+            parse_invitation(c["token"])
+            verdict = "ok"
+        except ValueError as e:
+            verdict = str(e)
+        if c.get("open"):
+            # Refused only when opened (secretbox, or the opener's keys): it must read well.
+            check(verdict == "ok", c["description"])
+        elif c["error"] == "BAD_KEY" and verdict == "BAD_SIGNATURE":
+            check(True, c["description"])
+        else:
+            check(verdict == c["error"], f"{c['description']}: {verdict}")
 
 
 if __name__ == "__main__":

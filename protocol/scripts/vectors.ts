@@ -39,7 +39,13 @@ import {
 } from '../src/checkpoint.js';
 import { addNoteSignatures, formatVerifierKey, NOTE_SIG_ED25519, signNote } from '../src/note.js';
 import { formatAuthorization, requestSignatureInput } from '../src/request.js';
-import { toBase64 } from '../src/bytes.js';
+import { ByteWriter, concatBytes, toBase64, toBase64Url } from '../src/bytes.js';
+import { hkdfSha256 } from '../src/crypto/kdf.js';
+import { wrapInfo, wrapSecretWithNonce, x25519PublicKey, type WrapContext } from '../src/crypto/wrap.js';
+import { epochWrapContext, sealEpochRecordDeterministic } from '../src/epoch.js';
+import { formatIdentityString, identityFingerprint } from '../src/identity-string.js';
+import { createInvitationDeterministic } from '../src/invitation.js';
+import { x25519 } from '@noble/curves/ed25519.js';
 import nacl from 'tweetnacl';
 
 export type VectorFiles = Record<string, unknown>;
@@ -449,7 +455,491 @@ export async function buildVectors(): Promise<VectorFiles> {
   };
   files['checkpoint.json'] = await checkpointVectors(f, [entryBytes, blobEntryBytes, membershipBytes]);
   files['request.json'] = await requestVectors(f);
+  files['identity.json'] = identityVectors(f);
+  files['wrap.json'] = wrapVectors(f);
+  files['epoch.json'] = epochVectors(f);
+  files['invitation.json'] = await invitationVectors(f);
   return files;
+}
+
+type Fixture = Awaited<ReturnType<typeof fixture>>;
+
+/** The devices of the sharing vectors: seeds and box secrets of fixed patterns. */
+function sharingDevices(f: Fixture) {
+  const device = (signingSeed: Uint8Array, boxSecret: Uint8Array) => ({
+    signingSeed,
+    boxSecret,
+    signingKey: nacl.sign.keyPair.fromSeed(signingSeed).publicKey,
+    boxKey: x25519PublicKey(boxSecret),
+  });
+  return {
+    // The genesis creator and the writer entry.json adds, with the box keys the vault knows them by.
+    creator: device(f.creatorSeed, patternBytes(3)),
+    writer: device(patternBytes(6), patternBytes(8)),
+    // A device that is not a member yet: the invitee.
+    invitee: device(patternBytes(20), patternBytes(21)),
+  };
+}
+
+function u32(n: number): Uint8Array {
+  return new ByteWriter().u32(n).finish();
+}
+
+/** SHA-256 of the tag and both keys, first four bytes: for hand-made identity strings. */
+function identityWith(signingKey: Uint8Array, boxKey: Uint8Array): string {
+  const checksum = sha256(concatBytes(utf8('e2ekv/v1/identity\0'), signingKey, boxKey)).subarray(0, 4);
+  return 'e2ekv-id1-' + toBase64Url(concatBytes(signingKey, boxKey, checksum));
+}
+
+/** Identity strings and fingerprints (SPEC.md 21.1). */
+function identityVectors(f: Fixture) {
+  const devices = Object.values(sharingDevices(f));
+  const good = formatIdentityString(devices[0]!);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const lastBits = alphabet[alphabet.indexOf(good[good.length - 1]!) | 1]!;
+  const mistyped = good.slice(0, 40) + (good[40] === 'A' ? 'B' : 'A') + good.slice(41);
+  const identityPoint = Uint8Array.of(1, ...new Uint8Array(31));
+  const yIsP = Uint8Array.of(0xed, ...new Uint8Array(30).fill(0xff), 0x7f);
+  const orderEight = fromHexString('c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a');
+  const box = devices[0]!.boxKey;
+  return {
+    description:
+      'Identity strings ("e2ekv-id1-" || base64url(signing key || box key || checksum)) and fingerprints (SPEC.md section 21.1).',
+    valid: devices.map((d) => ({
+      signing_seed: toHex(d.signingSeed),
+      box_secret: toHex(d.boxSecret),
+      signing_key: toHex(d.signingKey),
+      box_key: toHex(d.boxKey),
+      checksum: toHex(sha256(concatBytes(utf8('e2ekv/v1/identity\0'), d.signingKey, d.boxKey)).subarray(0, 4)),
+      identity_string: formatIdentityString(d),
+      fingerprint: identityFingerprint(d),
+    })),
+    invalid: [
+      { description: 'another prefix', text: good.replace('e2ekv-id1-', 'e2ekv-ID1-'), error: 'MALFORMED' },
+      { description: 'another version', text: good.replace('e2ekv-id1-', 'e2ekv-id2-'), error: 'UNSUPPORTED_VERSION' },
+      { description: 'one character short', text: good.slice(0, -1), error: 'MALFORMED' },
+      { description: 'one character long', text: good + 'A', error: 'MALFORMED' },
+      { description: 'padded', text: good + '=', error: 'MALFORMED' },
+      { description: 'trailing newline', text: good + '\n', error: 'MALFORMED' },
+      { description: "standard base64's '+'", text: good.slice(0, 30) + '+' + good.slice(31), error: 'MALFORMED' },
+      {
+        description: 'non-zero unused bits in the last character',
+        text: good.slice(0, -1) + lastBits,
+        error: 'NON_CANONICAL',
+      },
+      { description: 'one character mistyped (checksum)', text: mistyped, error: 'MALFORMED' },
+      { description: 'signing key of small order', text: identityWith(identityPoint, box), error: 'BAD_KEY' },
+      { description: 'signing key not canonical (y = p)', text: identityWith(yIsP, box), error: 'BAD_KEY' },
+      { description: 'signing key of order 8', text: identityWith(orderEight, box), error: 'BAD_KEY' },
+      {
+        description: 'box key all zero',
+        text: identityWith(devices[0]!.signingKey, new Uint8Array(32)),
+        error: 'BAD_KEY',
+      },
+    ],
+  };
+}
+
+function wrapCase(
+  context: WrapContext,
+  boxSecret: Uint8Array,
+  ephemeralSecret: Uint8Array,
+  plaintext: Uint8Array,
+  label: string,
+) {
+  const boxKey = x25519PublicKey(boxSecret);
+  const ephemeral = { publicKey: x25519PublicKey(ephemeralSecret), secretKey: ephemeralSecret };
+  const shared = x25519.getSharedSecret(ephemeralSecret, boxKey);
+  const info = wrapInfo(context, ephemeral.publicKey, boxKey);
+  const nonce = nonceFor(`wrap ${label}`);
+  return {
+    description: label,
+    vault_id: toHex(context.vaultId),
+    label: context.label,
+    extra: toHex(context.extra),
+    recipient_box_secret: toHex(boxSecret),
+    recipient_box_key: toHex(boxKey),
+    ephemeral_secret: toHex(ephemeralSecret),
+    ephemeral: toHex(ephemeral.publicKey),
+    shared: toHex(shared),
+    info: toHex(info),
+    wrap_key: toHex(hkdfSha256(shared, context.vaultId, info)),
+    nonce: toHex(nonce),
+    plaintext: toHex(plaintext),
+    wrapped: toHex(wrapSecretWithNonce(plaintext, boxKey, ephemeral, context, nonce)),
+  };
+}
+
+/** Wrapping a secret for a box key (SPEC.md 21.2). */
+function wrapVectors(f: Fixture) {
+  const d = sharingDevices(f);
+  const epochCase = wrapCase(
+    epochWrapContext(f.vaultId, 1),
+    d.creator.boxSecret,
+    patternBytes(22),
+    patternBytes(23),
+    'epoch secret',
+  );
+  const inviteCase = wrapCase(
+    { vaultId: f.vaultId, label: 'e2ekv/v1 invitation', extra: d.invitee.signingKey },
+    d.invitee.boxSecret,
+    patternBytes(24),
+    patternBytes(25, 74),
+    'invitation secrets',
+  );
+  const wrapped = fromHexString(epochCase.wrapped);
+  const invalid = (description: string, change: Record<string, string>, error: string) => ({
+    description,
+    ...pick(epochCase, ['vault_id', 'label', 'extra', 'recipient_box_secret', 'ephemeral', 'wrapped']),
+    ...change,
+    error,
+  });
+  return {
+    description:
+      'X25519 + HKDF-SHA-256 + secretbox wraps (SPEC.md section 21.2): shared = X25519(e, recipient), wrap key = HKDF(shared, salt = vault id, info = label || E || recipient || extra), wrapped = nonce || secretbox.',
+    valid: [epochCase, inviteCase],
+    invalid: [
+      invalid('tag bit flipped', { wrapped: toHex(flip(wrapped, wrapped.length - 1)) }, 'DECRYPT_FAILED'),
+      invalid('nonce bit flipped', { wrapped: toHex(flip(wrapped, 0)) }, 'DECRYPT_FAILED'),
+      invalid('another label', { label: 'e2ekv/v1 invitation' }, 'DECRYPT_FAILED'),
+      invalid('another extra (epoch 2)', { extra: toHex(u32(2)) }, 'DECRYPT_FAILED'),
+      invalid('another vault', { vault_id: toHex(patternBytes(9)) }, 'DECRYPT_FAILED'),
+      invalid('another recipient', { recipient_box_secret: toHex(d.writer.boxSecret) }, 'DECRYPT_FAILED'),
+      invalid('E all zero', { ephemeral: toHex(new Uint8Array(32)) }, 'BAD_KEY'),
+      invalid(
+        'E of small order (u = 1): shared secret all zero',
+        { ephemeral: toHex(Uint8Array.of(1, ...new Uint8Array(31))) },
+        'BAD_KEY',
+      ),
+      invalid('shorter than nonce and tag', { wrapped: toHex(wrapped.subarray(0, 39)) }, 'MALFORMED'),
+    ],
+  };
+}
+
+/** An epoch record (entry type 3) and its wraps (SPEC.md 21.3). */
+function epochVectors(f: Fixture) {
+  const d = sharingDevices(f);
+  const secret = patternBytes(23);
+  const ephemeralSecret = patternBytes(22);
+  const record = sealEpochRecordDeterministic(
+    {
+      vaultId: f.vaultId,
+      device: d.creator.signingKey,
+      index: 3n,
+      epoch: 1,
+      clock: { wallMs: 1_767_225_602_000n, counter: 0 },
+      context: [{ device: d.writer.signingKey, size: 3n }],
+      secret,
+      recipients: [d.writer, d.creator],
+    },
+    ephemeralSecret,
+    (position) => nonceFor(`epoch record wrap ${position}`),
+  );
+  const bytes = encodeEntry(record);
+  const byMember = new Map([d.creator, d.writer].map((m) => [toHex(m.signingKey), m]));
+  const body = 15 + 1 + 32 + 32 + 8 + 4;
+  const checkAt = body + 8 + 4 + 2 + 40;
+  const countAt = checkAt + 64;
+  const first = countAt + 2;
+  const second = first + 104;
+  const swap = bytes.slice();
+  swap.set(bytes.subarray(first + 32, first + 104), second + 32);
+  swap.set(bytes.subarray(second + 32, second + 104), first + 32);
+  return {
+    description:
+      'An epoch record (entry type 3, SPEC.md section 21.3) starting epoch 1 in the genesis.json vault, written by the creator at index 3 of its log, wrapping S_1 for the creator and the writer entry.json adds.',
+    valid: [
+      {
+        epoch: 1,
+        epoch_secret: toHex(secret),
+        check: toHex(record.check),
+        ephemeral_secret: toHex(ephemeralSecret),
+        ephemeral: toHex(record.ephemeral),
+        recipients: record.recipients.map((r, i) => ({
+          member: toHex(r.member),
+          box_secret: toHex(byMember.get(toHex(r.member))!.boxSecret),
+          box_key: toHex(byMember.get(toHex(r.member))!.boxKey),
+          nonce: toHex(nonceFor(`epoch record wrap ${i}`)),
+          wrapped: toHex(r.wrapped),
+        })),
+        entry: toHex(bytes),
+        leaf_hash: toHex(leafHash(bytes)),
+      },
+    ],
+    invalid: [
+      { description: 'epoch 0', entry: toHex(replaceRange(bytes, body - 4, u32(0))), error: 'MALFORMED' },
+      {
+        description: 'E all zero',
+        entry: toHex(replaceRange(bytes, checkAt + 32, new Uint8Array(32))),
+        error: 'MALFORMED',
+      },
+      {
+        description: 'no recipients',
+        entry: toHex(concatBytes(bytes.subarray(0, countAt), Uint8Array.of(0, 0))),
+        error: 'MALFORMED',
+      },
+      {
+        description: 'count 1025',
+        entry: toHex(replaceRange(bytes, countAt, Uint8Array.of(4, 1))),
+        error: 'TOO_LARGE',
+      },
+      {
+        description: 'recipients out of order',
+        entry: toHex(concatBytes(bytes.subarray(0, first), bytes.subarray(second), bytes.subarray(first, second))),
+        error: 'MALFORMED',
+      },
+      {
+        description: 'one member twice',
+        entry: toHex(replaceRange(bytes, second, bytes.subarray(first, first + 32))),
+        error: 'MALFORMED',
+      },
+      { description: 'a wrap of 71 bytes', entry: toHex(bytes.subarray(0, bytes.length - 1)), error: 'MALFORMED' },
+      { description: 'trailing byte', entry: toHex(concatBytes(bytes, Uint8Array.of(0))), error: 'MALFORMED' },
+      {
+        description: 'context lists the writer',
+        entry: toHex(replaceRange(bytes, body + 14, d.creator.signingKey)),
+        error: 'MALFORMED',
+      },
+    ],
+    invalid_open: [
+      {
+        description: 'check(e) altered: the wrapped secret does not match it',
+        entry: toHex(flip(bytes, checkAt)),
+        member: toHex(d.creator.signingKey),
+        box_secret: toHex(d.creator.boxSecret),
+        error: 'INTEGRITY',
+      },
+      {
+        description: 'the two wraps swapped',
+        entry: toHex(swap),
+        member: toHex(d.creator.signingKey),
+        box_secret: toHex(d.creator.boxSecret),
+        error: 'DECRYPT_FAILED',
+      },
+      {
+        description: 'the record replayed as epoch 2',
+        entry: toHex(replaceRange(bytes, body - 4, u32(2))),
+        member: toHex(d.writer.signingKey),
+        box_secret: toHex(d.writer.boxSecret),
+        error: 'DECRYPT_FAILED',
+      },
+    ],
+  };
+}
+
+interface RawInvitation {
+  tag?: string;
+  inviter: Uint8Array;
+  invitee: Uint8Array;
+  inviteeBoxKey: Uint8Array;
+  role: number;
+  ephemeral: Uint8Array;
+  sealed: Uint8Array;
+  servers: string[];
+}
+
+/** An invitation body laid out by hand from SPEC.md 21.4, whatever its fields say. */
+function rawInvitationBody(vaultId: Uint8Array, i: RawInvitation): Uint8Array {
+  const w = new ByteWriter()
+    .bytes(utf8(i.tag ?? 'e2ekv/v1/invitation\0'))
+    .bytes(vaultId)
+    .bytes(i.inviter)
+    .bytes(i.invitee)
+    .bytes(i.inviteeBoxKey)
+    .u8(i.role)
+    .bytes(i.ephemeral)
+    .vec16(i.sealed, 'sealed')
+    .u8(i.servers.length);
+  for (const server of i.servers) w.vec16(utf8(server), 'server');
+  return w.finish();
+}
+
+function secretsPlaintext(secrets: { epoch: number; secret: Uint8Array }[]): Uint8Array {
+  const w = new ByteWriter().u16(secrets.length);
+  for (const s of secrets) w.u32(s.epoch).bytes(s.secret);
+  return w.finish();
+}
+
+/** Invitation tokens (SPEC.md 21.4). */
+async function invitationVectors(f: Fixture) {
+  const d = sharingDevices(f);
+  const ephemeralSecret = patternBytes(24);
+  const ephemeral = { publicKey: x25519PublicKey(ephemeralSecret), secretKey: ephemeralSecret };
+  const nonce = nonceFor('invitation');
+  const cases = [
+    {
+      role: 'writer' as const,
+      servers: ['https://replica1.e2ekv.test', 'https://replica2.e2ekv.test:7400'],
+      secrets: [
+        { epoch: 0, secret: f.epochSecret },
+        { epoch: 1, secret: patternBytes(23) },
+      ],
+    },
+    { role: 'admin' as const, servers: [], secrets: [{ epoch: 0, secret: f.epochSecret }] },
+  ];
+  const valid = [];
+  for (const c of cases) {
+    const token = await createInvitationDeterministic(
+      {
+        vaultId: f.vaultId,
+        inviter: f.creator,
+        invitee: d.invitee,
+        role: c.role,
+        secrets: c.secrets,
+        servers: c.servers,
+      },
+      ephemeralSecret,
+      nonce,
+    );
+    const invitation = fromBase64UrlString(token.slice('e2ekv-invite1-'.length));
+    const plaintext = secretsPlaintext(c.secrets);
+    valid.push({
+      vault_id: toHex(f.vaultId),
+      inviter_seed: toHex(f.creatorSeed),
+      inviter: toHex(f.creator.publicKey),
+      invitee_seed: toHex(d.invitee.signingSeed),
+      invitee: toHex(d.invitee.signingKey),
+      invitee_box_secret: toHex(d.invitee.boxSecret),
+      invitee_box_key: toHex(d.invitee.boxKey),
+      role: c.role,
+      servers: c.servers,
+      secrets: c.secrets.map((s) => ({ epoch: s.epoch, secret: toHex(s.secret) })),
+      secrets_plaintext: toHex(plaintext),
+      ephemeral_secret: toHex(ephemeralSecret),
+      ephemeral: toHex(ephemeral.publicKey),
+      nonce: toHex(nonce),
+      body: toHex(invitation.subarray(0, invitation.length - 64)),
+      signature: toHex(invitation.subarray(invitation.length - 64)),
+      token,
+    });
+  }
+  const token = valid[0]!.token;
+  const invitation = fromBase64UrlString(token.slice('e2ekv-invite1-'.length));
+  const retoken = (bytes: Uint8Array) => 'e2ekv-invite1-' + toBase64Url(bytes);
+  const raw = (change: Partial<RawInvitation>, plaintext = secretsPlaintext(cases[0]!.secrets)): RawInvitation => ({
+    inviter: f.creator.publicKey,
+    invitee: d.invitee.signingKey,
+    inviteeBoxKey: d.invitee.boxKey,
+    role: 2,
+    ephemeral: ephemeral.publicKey,
+    sealed: wrapSecretWithNonce(
+      plaintext,
+      d.invitee.boxKey,
+      ephemeral,
+      { vaultId: f.vaultId, label: 'e2ekv/v1 invitation', extra: d.invitee.signingKey },
+      nonce,
+    ),
+    servers: [],
+    ...change,
+  });
+  const signed = async (i: RawInvitation, signer = f.creator) => {
+    const body = rawInvitationBody(f.vaultId, i);
+    return retoken(concatBytes(body, await signer.sign(body)));
+  };
+  const smallOrder = Uint8Array.of(1, ...new Uint8Array(31));
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const withUnusedBits = valid.find((v) => fromBase64UrlString(v.token.slice(14)).length % 3 !== 0)!.token;
+  const roleAt = 20 + 32 * 4;
+  const sealedElsewhere = wrapSecretWithNonce(
+    secretsPlaintext(cases[0]!.secrets),
+    d.invitee.boxKey,
+    ephemeral,
+    { vaultId: patternBytes(9), label: 'e2ekv/v1 invitation', extra: d.invitee.signingKey },
+    nonce,
+  );
+  return {
+    description:
+      'Invitation tokens (SPEC.md section 21.4): the genesis.json creator invites a new device to the genesis.json vault. "open" cases are opened by the device named in "opener" (invitee or writer, as in epoch.json); the others are only read (parsed and signature-checked).',
+    valid,
+    invalid: [
+      {
+        description: 'signature altered',
+        token: retoken(flip(invitation, invitation.length - 1)),
+        error: 'BAD_SIGNATURE',
+      },
+      {
+        description: 'role changed after signing',
+        token: retoken(replaceAt(invitation, roleAt, 1)),
+        error: 'BAD_SIGNATURE',
+      },
+      { description: 'vault id changed after signing', token: retoken(flip(invitation, 20)), error: 'BAD_SIGNATURE' },
+      { description: 'opened by another device', token, open: true, opener: 'writer', error: 'PERMISSION_DENIED' },
+      {
+        description: 'another version',
+        token: token.replace('e2ekv-invite1-', 'e2ekv-invite2-'),
+        error: 'UNSUPPORTED_VERSION',
+      },
+      { description: 'another prefix', token: token.replace('e2ekv-invite1-', 'e2ekv-invite-'), error: 'MALFORMED' },
+      { description: 'padded', token: token + '=', error: 'MALFORMED' },
+      {
+        description: 'non-zero unused bits in the last character',
+        token:
+          withUnusedBits.slice(0, -1) + alphabet[alphabet.indexOf(withUnusedBits[withUnusedBits.length - 1]!) | 1]!,
+        error: 'NON_CANONICAL',
+      },
+      { description: 'truncated', token: retoken(invitation.subarray(0, invitation.length - 1)), error: 'MALFORMED' },
+      {
+        description: 'tag of version 2 (signed)',
+        token: await signed(raw({ tag: 'e2ekv/v2/invitation\0' })),
+        error: 'UNSUPPORTED_VERSION',
+      },
+      { description: 'unknown role 4 (signed)', token: await signed(raw({ role: 4 })), error: 'MALFORMED' },
+      {
+        description: '17 servers (signed)',
+        token: await signed(raw({ servers: Array.from({ length: 17 }, (_, i) => `https://r${i}.e2ekv.test`) })),
+        error: 'TOO_LARGE',
+      },
+      { description: 'an empty server URL (signed)', token: await signed(raw({ servers: [''] })), error: 'MALFORMED' },
+      {
+        description: 'inviter key of small order',
+        token: await signed(raw({ inviter: smallOrder })),
+        error: 'BAD_KEY',
+      },
+      {
+        description: 'invitee box key all zero',
+        token: await signed(raw({ inviteeBoxKey: new Uint8Array(32), sealed: new Uint8Array(78) })),
+        error: 'BAD_KEY',
+      },
+      {
+        description: 'signed by a key other than the inviter it names',
+        token: await signed(raw({}), await ed25519Signer(patternBytes(6))),
+        error: 'BAD_SIGNATURE',
+      },
+      {
+        description: 'secrets sealed for another vault (signed)',
+        token: await signed(raw({ sealed: sealedElsewhere })),
+        open: true,
+        opener: 'invitee',
+        error: 'DECRYPT_FAILED',
+      },
+      {
+        description: 'secrets without epoch 0 (signed)',
+        token: await signed(raw({}, secretsPlaintext([{ epoch: 1, secret: patternBytes(23) }]))),
+        open: true,
+        opener: 'invitee',
+        error: 'MALFORMED',
+      },
+      {
+        description: 'secrets out of order (signed)',
+        token: await signed(raw({}, secretsPlaintext([...cases[0]!.secrets].reverse()))),
+        open: true,
+        opener: 'invitee',
+        error: 'MALFORMED',
+      },
+    ],
+  };
+}
+
+function pick<T extends Record<string, unknown>, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
+}
+
+function fromHexString(hex: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(hex, 'hex'));
+}
+
+function fromBase64UrlString(text: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(text, 'base64url'));
 }
 
 /** The device log made of the entry vectors, its checkpoints, proofs and a cosignature. */

@@ -134,6 +134,37 @@ export function fromBase64(text: string, what = 'base64 text'): Uint8Array {
   return out;
 }
 
+const b64UrlAlphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** base64url (RFC 4648 section 5) without padding, for text people paste (identity strings, invitations). */
+export function toBase64Url(bytes: Uint8Array): string {
+  return toBase64(bytes).replace(/=+$/, '').replaceAll('+', '-').replaceAll('/', '_');
+}
+
+/**
+ * Strict unpadded base64url: characters outside the URL-safe alphabet (including
+ * '=' padding and the standard '+' and '/') are MALFORMED, as is a length no
+ * byte string encodes to; non-zero unused trailing bits are NON_CANONICAL.
+ */
+export function fromBase64Url(text: string, what = 'base64url text'): Uint8Array {
+  for (let i = 0; i < text.length; i++) {
+    if (!b64UrlAlphabet.includes(text[i]!)) {
+      const c = text[i]!;
+      throw new E2ekvError(
+        'MALFORMED',
+        c === '='
+          ? `${what} has padding: it is written without '='`
+          : `${what} has a character outside the base64url alphabet at offset ${i}`,
+      );
+    }
+  }
+  if (text.length % 4 === 1) {
+    throw new E2ekvError('MALFORMED', `${what} has a length (${text.length}) that no byte string encodes to`);
+  }
+  const standard = text.replaceAll('-', '+').replaceAll('_', '/') + '='.repeat((4 - (text.length % 4)) % 4);
+  return fromBase64(standard, what);
+}
+
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

@@ -4,8 +4,9 @@
  * A data entry carries, in the clear, only what a blind server needs to route
  * and check it: vault, device, position, key epoch, blinded keys and sealed
  * envelopes (or the hashes of blobs holding them). The clock and the causal
- * context travel inside the sealed metadata envelope. Membership entries are
- * public, because servers enforce membership.
+ * context travel inside the sealed metadata envelope. Membership entries and
+ * epoch records are public, because servers enforce who may write them; an
+ * epoch record's secret is public only as wraps for each recipient.
  */
 import { ByteReader, ByteWriter, bytesEqual, compareBytes, utf8 } from './bytes.js';
 import { BLINDED_KEY_LENGTH } from './crypto/blind.js';
@@ -18,8 +19,11 @@ import { LIMITS } from './limits.js';
 
 const ENTRY_TAG = utf8('e2ekv/v1/entry\0');
 const X25519_PUBLIC_KEY_LENGTH = 32;
+/** A wrapped epoch secret: nonce [24] || secretbox of 32 bytes (tag 16 + 32). */
+export const EPOCH_WRAP_LENGTH = 24 + 16 + 32;
+const EPOCH_CHECK_LENGTH = 32;
 
-export const EntryType = { data: 1, membership: 2 } as const;
+export const EntryType = { data: 1, membership: 2, epoch: 3 } as const;
 
 /** Hybrid logical clock: wall-clock milliseconds and a counter for ties. */
 export interface HybridClock {
@@ -71,7 +75,28 @@ export interface MembershipEntry extends EntryHeader {
   change: MembershipChange;
 }
 
-export type Entry = DataEntry | MembershipEntry;
+/** One member's copy of an epoch secret (SPEC.md section 21.3). */
+export interface EpochRecipient {
+  /** The member's Ed25519 key. */
+  member: Uint8Array;
+  /** wrapSecret of S_e for the member's box key: exactly EPOCH_WRAP_LENGTH bytes. */
+  wrapped: Uint8Array;
+}
+
+/** Starts key epoch `epoch` (>= 1): S_e wrapped for every member (SPEC.md section 21.3). */
+export interface EpochEntry extends EntryHeader {
+  type: 'epoch';
+  clock: HybridClock;
+  context: CausalContext;
+  /** check(e) of SPEC.md section 5: a public commitment to S_e. */
+  check: Uint8Array;
+  /** The record's ephemeral X25519 key E, never all zero. */
+  ephemeral: Uint8Array;
+  /** 1 to LIMITS.maxEpochRecipients, strictly ascending by member. */
+  recipients: readonly EpochRecipient[];
+}
+
+export type Entry = DataEntry | MembershipEntry | EpochEntry;
 
 const OP_CODES = { add: 1, 'set-role': 2, remove: 3 } as const;
 
@@ -196,10 +221,24 @@ export function encodeEntry(entry: Entry): Uint8Array {
         w.u8(1).fixed(item.value.hash, SHA256_LENGTH, 'blob hash').u32(item.value.length);
       }
     }
-  } else {
+  } else if (entry.type === 'membership') {
     writeHeader(w, EntryType.membership, entry);
     writeClockAndContext(w, entry.clock, entry.context, entry.device);
     writeMembershipChange(w, entry.change);
+  } else {
+    checkEpochRecord(entry.epoch, entry.ephemeral, entry.recipients, 'INVALID_ARGUMENT');
+    writeHeader(w, EntryType.epoch, entry);
+    writeClockAndContext(w, entry.clock, entry.context, entry.device);
+    w.fixed(entry.check, EPOCH_CHECK_LENGTH, 'epoch check')
+      .fixed(entry.ephemeral, X25519_PUBLIC_KEY_LENGTH, 'ephemeral key')
+      .u16(entry.recipients.length);
+    for (const r of entry.recipients) {
+      w.fixed(r.member, ED25519_PUBLIC_KEY_LENGTH, 'recipient key').fixed(
+        r.wrapped,
+        EPOCH_WRAP_LENGTH,
+        'wrapped secret',
+      );
+    }
   }
   const out = w.finish();
   if (out.length > LIMITS.maxEntryBytes)
@@ -254,6 +293,8 @@ export function decodeEntry(bytes: Uint8Array): Entry {
   } else if (type === EntryType.membership) {
     const { clock, context } = readClockAndContext(r, header.device);
     entry = { type: 'membership', ...header, clock, context, change: readMembershipChange(r) };
+  } else if (type === EntryType.epoch) {
+    entry = readEpochRecord(r, header);
   } else {
     throw new E2ekvError('UNSUPPORTED_VERSION', `unknown entry type ${type}`);
   }
@@ -288,7 +329,8 @@ function checkBlobLength(length: number, code: 'MALFORMED' | 'INVALID_ARGUMENT')
   if (length > LIMITS.maxBlobBytes) throw new E2ekvError('TOO_LARGE', `a blob is at most ${LIMITS.maxBlobBytes} bytes`);
 }
 
-function roleFromCode(code: number): Role {
+/** The role of a role code (1 reader, 2 writer, 3 admin); MALFORMED otherwise. */
+export function roleFromCode(code: number): Role {
   for (const [role, value] of Object.entries(ROLE_CODES)) if (value === code) return role as Role;
   throw new E2ekvError('MALFORMED', `unknown role ${code}`);
 }
@@ -320,5 +362,50 @@ function readMembershipChange(r: ByteReader): MembershipChange {
       return { op: 'remove', member };
     default:
       throw new E2ekvError('MALFORMED', `unknown membership op ${op}`);
+  }
+}
+
+// SPEC.md 21.3: clock and context, check(e), E, then the recipients. The count
+// is checked against the limit before any recipient is read.
+function readEpochRecord(r: ByteReader, header: EntryHeader): EpochEntry {
+  const { clock, context } = readClockAndContext(r, header.device);
+  const check = r.bytes(EPOCH_CHECK_LENGTH, 'epoch check');
+  const ephemeral = r.bytes(X25519_PUBLIC_KEY_LENGTH, 'ephemeral key');
+  const count = r.u16('recipient count');
+  if (count > LIMITS.maxEpochRecipients) {
+    throw new E2ekvError(
+      'TOO_LARGE',
+      `an epoch record wraps for at most ${LIMITS.maxEpochRecipients} members, got ${count}`,
+    );
+  }
+  const recipients: EpochRecipient[] = [];
+  for (let i = 0; i < count; i++) {
+    recipients.push({
+      member: r.bytes(ED25519_PUBLIC_KEY_LENGTH, 'recipient key'),
+      wrapped: r.bytes(EPOCH_WRAP_LENGTH, 'wrapped secret'),
+    });
+  }
+  checkEpochRecord(header.epoch, ephemeral, recipients, 'MALFORMED');
+  return { type: 'epoch', ...header, clock, context, check, ephemeral, recipients };
+}
+
+/** The layout rules of SPEC.md 21.3 that a replica can check without keys. */
+function checkEpochRecord(
+  epoch: number,
+  ephemeral: Uint8Array,
+  recipients: readonly EpochRecipient[],
+  code: 'MALFORMED' | 'INVALID_ARGUMENT',
+): void {
+  // Epoch 0's secret comes with the genesis (the creator makes it): no record starts it.
+  if (epoch < 1) throw new E2ekvError(code, 'an epoch record starts an epoch of at least 1');
+  if (ephemeral.every((b) => b === 0)) throw new E2ekvError(code, "an epoch record's ephemeral key is not all zero");
+  if (recipients.length === 0) throw new E2ekvError(code, 'an epoch record wraps its secret for at least one member');
+  if (recipients.length > LIMITS.maxEpochRecipients) {
+    throw new E2ekvError('TOO_LARGE', `an epoch record wraps for at most ${LIMITS.maxEpochRecipients} members`);
+  }
+  for (let i = 1; i < recipients.length; i++) {
+    if (compareBytes(recipients[i - 1]!.member, recipients[i]!.member) >= 0) {
+      throw new E2ekvError(code, 'epoch record recipients must be strictly ascending by member key');
+    }
   }
 }

@@ -14,9 +14,11 @@ export {
   concatBytes,
   constantTimeEqual,
   fromBase64,
+  fromBase64Url,
   fromHex,
   fromUtf8,
   toBase64,
+  toBase64Url,
   toHex,
   utf8,
   wipe,
@@ -48,6 +50,24 @@ export {
 } from './crypto/kdf.js';
 export { BLINDED_KEY_LENGTH, KeyNameBlinder, encodeKeyName } from './crypto/blind.js';
 export { padme } from './crypto/pad.js';
+export {
+  WRAP_OVERHEAD,
+  X25519_KEY_LENGTH,
+  newEphemeralKeyPair,
+  unwrapSecret,
+  wrapSecret,
+  x25519PublicKey,
+} from './crypto/wrap.js';
+export type { WrapContext, X25519KeyPair } from './crypto/wrap.js';
+
+export {
+  IDENTITY_STRING_LENGTH,
+  IDENTITY_STRING_PREFIX,
+  formatIdentityString,
+  identityFingerprint,
+  parseIdentityString,
+} from './identity-string.js';
+export type { PublicDeviceKeys } from './identity-string.js';
 
 export {
   ENVELOPE_VERSION,
@@ -62,6 +82,7 @@ export {
 export type { EnvelopeBinding } from './envelope.js';
 
 export {
+  EPOCH_WRAP_LENGTH,
   EntryType,
   ROLE_CODES,
   ValueKind,
@@ -80,6 +101,8 @@ export type {
   EntryHeader,
   EntryItem,
   EntryMeta,
+  EpochEntry,
+  EpochRecipient,
   HybridClock,
   ItemPayload,
   MembershipChange,
@@ -87,6 +110,19 @@ export type {
   Role,
   ValueRef,
 } from './entry.js';
+
+export { EPOCH_WRAP_LABEL, epochWrapContext, openEpochRecord, sealEpochRecord } from './epoch.js';
+export type { SealEpochRecordOptions } from './epoch.js';
+
+export {
+  INVITATION_TOKEN_PREFIX,
+  INVITATION_WRAP_LABEL,
+  MAX_INVITATION_SECRETS,
+  createInvitation,
+  openInvitation,
+  readInvitation,
+} from './invitation.js';
+export type { CreateInvitationOptions, EpochSecret, InvitationInfo, OpenedInvitation } from './invitation.js';
 
 export {
   GENESIS_NONCE_LENGTH,

@@ -14,6 +14,12 @@ export const LIMITS = {
   maxInlineEnvelopeBytes: 65536,
   /** Bytes of one blob (an envelope stored beside the log). */
   maxBlobBytes: 64 * 1024 * 1024,
+  /** Members one epoch record wraps its secret for. */
+  maxEpochRecipients: 1024,
+  /** Replica URLs one invitation names. */
+  maxInvitationServers: 16,
+  /** UTF-8 bytes of one replica URL in an invitation. */
+  maxInvitationServerBytes: 1024,
   /** Bytes of one encoded entry. */
   maxEntryBytes: 4 * 1024 * 1024,
 } as const;

@@ -12,6 +12,7 @@ import {
   type CausalContext,
   type DataEntry,
   type Entry,
+  type EpochEntry,
   type MembershipChange,
 } from '../src/entry.js';
 import { codeOf } from '../../test/support/errors.js';
@@ -88,9 +89,35 @@ const membershipEntry: fc.Arbitrary<Entry> = fc
     change: ch,
   }));
 
+const epochEntry: fc.Arbitrary<Entry> = fc
+  .tuple(
+    header.map((h) => ({ ...h, epoch: Math.max(1, h.epoch) })),
+    fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    fc.nat(0xffffffff),
+    context,
+    key32,
+    key32.filter((k) => k.some((b) => b !== 0)),
+    fc.uniqueArray(fc.tuple(key32, fc.uint8Array({ minLength: 72, maxLength: 72 })), {
+      minLength: 1,
+      maxLength: 6,
+      selector: ([member]) => Buffer.from(member).toString('hex'),
+    }),
+  )
+  .map(([h, wallMs, counter, ctx, check, ephemeral, recipients]) => ({
+    type: 'epoch' as const,
+    ...h,
+    clock: { wallMs, counter },
+    context: ctx,
+    check,
+    ephemeral,
+    recipients: recipients
+      .map(([member, wrapped]) => ({ member, wrapped }))
+      .sort((a, b) => compareBytes(a.member, b.member)),
+  }));
+
 test('entries round-trip and re-encode to the same bytes', (t) => {
   fc.assert(
-    fc.property(fc.oneof(dataEntry, membershipEntry), (entry) => {
+    fc.property(fc.oneof(dataEntry, membershipEntry, epochEntry), (entry) => {
       const bytes = encodeEntry(entry);
       const decoded = decodeEntry(bytes);
       t.deepEqual(decoded, entry);
@@ -102,7 +129,7 @@ test('entries round-trip and re-encode to the same bytes', (t) => {
 
 test('no prefix of an entry and no entry with a byte appended decodes', (t) => {
   fc.assert(
-    fc.property(fc.oneof(dataEntry, membershipEntry), fc.nat(), (entry, cut) => {
+    fc.property(fc.oneof(dataEntry, membershipEntry, epochEntry), fc.nat(), (entry, cut) => {
       const bytes = encodeEntry(entry);
       t.is(codeOf(() => decodeEntry(bytes.subarray(0, cut % bytes.length))) !== 'ok', true);
       t.is(
@@ -237,5 +264,138 @@ test('decoders reject hand-made bad layouts with the right code', (t) => {
   t.is(
     codeOf(() => decodeEntry(new Uint8Array(4 * 1024 * 1024 + 1))),
     'TOO_LARGE',
+  );
+});
+
+function sampleEpoch(): EpochEntry {
+  return {
+    type: 'epoch',
+    vaultId: new Uint8Array(32).fill(1),
+    device: writer,
+    index: 5n,
+    epoch: 1,
+    clock: { wallMs: 10n, counter: 0 },
+    context: [{ device: new Uint8Array(32).fill(3), size: 2n }],
+    check: new Uint8Array(32).fill(4),
+    ephemeral: new Uint8Array(32).fill(5),
+    recipients: [
+      { member: new Uint8Array(32).fill(6), wrapped: new Uint8Array(72).fill(7) },
+      { member: new Uint8Array(32).fill(8), wrapped: new Uint8Array(72).fill(9) },
+    ],
+  };
+}
+
+// Offsets in the encoded sample: header, clock and one context entry, then check and E.
+const epochBody = 15 + 1 + 32 + 32 + 8 + 4;
+const epochCheckAt = epochBody + 8 + 4 + 2 + 40;
+const epochCountAt = epochCheckAt + 32 + 32;
+
+test('epoch records: encoders and decoders enforce the layout rules of SPEC 21.3', (t) => {
+  const e = sampleEpoch();
+  const bytes = encodeEntry(e);
+  t.is(bytes[15], 3, 'entry type 3');
+  t.is(bytes.length, epochCountAt + 2 + 2 * (32 + 72));
+  t.deepEqual(decodeEntry(bytes), e);
+
+  t.is(
+    codeOf(() => encodeEntry({ ...e, epoch: 0 })),
+    'INVALID_ARGUMENT',
+  );
+  t.is(
+    codeOf(() => encodeEntry({ ...e, ephemeral: new Uint8Array(32) })),
+    'INVALID_ARGUMENT',
+  );
+  t.is(
+    codeOf(() => encodeEntry({ ...e, recipients: [] })),
+    'INVALID_ARGUMENT',
+  );
+  t.is(
+    codeOf(() => encodeEntry({ ...e, recipients: [...e.recipients].reverse() })),
+    'INVALID_ARGUMENT',
+  );
+  t.is(
+    codeOf(() => encodeEntry({ ...e, recipients: [e.recipients[0]!, e.recipients[0]!] })),
+    'INVALID_ARGUMENT',
+  );
+  const shortWrap = [{ member: e.recipients[0]!.member, wrapped: new Uint8Array(71) }];
+  t.is(
+    codeOf(() => encodeEntry({ ...e, recipients: shortWrap })),
+    'INVALID_ARGUMENT',
+  );
+  const many = Array.from({ length: 1025 }, (_, i) => ({
+    member: Uint8Array.of(i >> 8, i & 255, ...new Uint8Array(30)),
+    wrapped: new Uint8Array(72),
+  }));
+  t.is(
+    codeOf(() => encodeEntry({ ...e, recipients: many })),
+    'TOO_LARGE',
+  );
+  t.is(
+    codeOf(() => encodeEntry({ ...e, recipients: many.slice(0, 1024) })),
+    'ok',
+  );
+
+  const epochZero = bytes.slice();
+  epochZero.set([0, 0, 0, 0], epochBody - 4);
+  t.is(
+    codeOf(() => decodeEntry(epochZero)),
+    'MALFORMED',
+    'epoch 0',
+  );
+  const zeroE = bytes.slice();
+  zeroE.fill(0, epochCheckAt + 32, epochCountAt);
+  t.is(
+    codeOf(() => decodeEntry(zeroE)),
+    'MALFORMED',
+    'E all zero',
+  );
+  const none = Uint8Array.of(...bytes.subarray(0, epochCountAt), 0, 0);
+  t.is(
+    codeOf(() => decodeEntry(none)),
+    'MALFORMED',
+    'no recipients',
+  );
+  const tooMany = bytes.slice();
+  tooMany.set([0x04, 0x01], epochCountAt);
+  t.is(
+    codeOf(() => decodeEntry(tooMany)),
+    'TOO_LARGE',
+    '1025 recipients, checked before reading them',
+  );
+  const unsorted = bytes.slice();
+  unsorted.fill(0x0a, epochCountAt + 2, epochCountAt + 2 + 32);
+  t.is(
+    codeOf(() => decodeEntry(unsorted)),
+    'MALFORMED',
+    'recipients out of order',
+  );
+  const duplicate = bytes.slice();
+  duplicate.fill(0x08, epochCountAt + 2, epochCountAt + 2 + 32);
+  t.is(
+    codeOf(() => decodeEntry(duplicate)),
+    'MALFORMED',
+    'one member twice',
+  );
+  t.is(
+    codeOf(() => decodeEntry(bytes.subarray(0, bytes.length - 1))),
+    'MALFORMED',
+    'a wrap of 71 bytes',
+  );
+  const count3 = bytes.slice();
+  count3[epochCountAt + 1] = 3;
+  t.is(
+    codeOf(() => decodeEntry(count3)),
+    'MALFORMED',
+    'count larger than the recipients',
+  );
+  t.is(
+    codeOf(() => decodeEntry(Uint8Array.of(...bytes, 0))),
+    'MALFORMED',
+    'trailing byte',
+  );
+  t.is(
+    codeOf(() => encodeEntry({ ...e, context: [{ device: writer, size: 1n }] })),
+    'INVALID_ARGUMENT',
+    'own device in context',
   );
 });

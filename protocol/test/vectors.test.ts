@@ -4,7 +4,7 @@
  * passes through the public decoders and verifiers, with the derivations redone
  * independently through node:crypto where Node has the primitive.
  */
-import { createHash, createHmac, hkdfSync } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, createPublicKey, diffieHellman, hkdfSync } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
@@ -22,6 +22,10 @@ import { verifyConsistency, verifyInclusion } from '../src/merkle.js';
 import { parseVerifierKey } from '../src/note.js';
 import { formatAuthorization, parseAuthorization, requestSignatureInput } from '../src/request.js';
 import { protocolVectorsDir } from '../../test/support/paths.js';
+import { unwrapSecret } from '../src/crypto/wrap.js';
+import { openEpochRecord } from '../src/epoch.js';
+import { formatIdentityString, identityFingerprint, parseIdentityString } from '../src/identity-string.js';
+import { openInvitation, readInvitation } from '../src/invitation.js';
 
 type Json = Record<string, unknown> & { valid: Json[]; invalid: Json[] };
 const load = (name: string) => JSON.parse(readFileSync(path.join(protocolVectorsDir, name), 'utf8')) as Json;
@@ -337,3 +341,223 @@ test('request vectors: signature inputs, signatures and Authorization headers', 
       str(c['description']),
     );
 });
+
+/** X25519 by node:crypto (OpenSSL), independent of the @noble/curves the package uses. */
+function nodeX25519(secret: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64url');
+  const privateKey = createPrivateKey({
+    key: { kty: 'OKP', crv: 'X25519', d: b64(secret), x: b64(nacl.scalarMult.base(secret)) },
+    format: 'jwk',
+  });
+  const peer = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64(publicKey) }, format: 'jwk' });
+  return new Uint8Array(diffieHellman({ privateKey, publicKey: peer }));
+}
+
+test('identity vectors: strings, checksums and fingerprints', async (t) => {
+  const v = load('identity.json');
+  t.is(v.valid.length, 3);
+  for (const c of v.valid) {
+    const signingKey = nacl.sign.keyPair.fromSeed(hex(c['signing_seed'])).publicKey;
+    const boxKey = nacl.scalarMult.base(hex(c['box_secret']));
+    t.is(toHex(signingKey), expected(c['signing_key']));
+    t.is(toHex(boxKey), expected(c['box_key']));
+    t.is(toHex(sha256(utf8('e2ekv/v1/identity\0'), signingKey, boxKey).subarray(0, 4)), expected(c['checksum']));
+    const text = 'e2ekv-id1-' + Buffer.concat([signingKey, boxKey, hex(c['checksum'])]).toString('base64url');
+    t.is(text, expected(c['identity_string']));
+    const parsed = parseIdentityString(text);
+    t.is(toHex(parsed.signingKey), expected(c['signing_key']));
+    t.is(formatIdentityString(parsed), text);
+    const fingerprint = toHex(sha256(utf8('e2ekv/v1/fingerprint\0'), signingKey, boxKey).subarray(0, 10));
+    t.is(fingerprint.match(/.{4}/g)!.join(' '), expected(c['fingerprint']));
+    t.is(identityFingerprint(parsed), expected(c['fingerprint']));
+  }
+  t.is(v.invalid.length, 13);
+  for (const c of v.invalid)
+    t.is(await asyncCodeOf(() => parseIdentityString(str(c['text']))), expected(c['error']), str(c['description']));
+});
+
+test('wrap vectors: X25519 and HKDF by node:crypto, secretbox by tweetnacl', async (t) => {
+  const v = load('wrap.json');
+  t.is(v.valid.length, 2);
+  for (const c of v.valid) {
+    const boxSecret = hex(c['recipient_box_secret']);
+    const ephemeralSecret = hex(c['ephemeral_secret']);
+    t.is(toHex(nacl.scalarMult.base(boxSecret)), expected(c['recipient_box_key']));
+    t.is(toHex(nacl.scalarMult.base(ephemeralSecret)), expected(c['ephemeral']));
+    const shared = nodeX25519(ephemeralSecret, hex(c['recipient_box_key']));
+    t.is(toHex(shared), expected(c['shared']));
+    t.is(toHex(nodeX25519(boxSecret, hex(c['ephemeral']))), expected(c['shared']), 'both sides agree');
+    const info = Buffer.concat([
+      utf8(str(c['label'])),
+      hex(c['ephemeral']),
+      hex(c['recipient_box_key']),
+      hex(c['extra']),
+    ]);
+    t.is(toHex(info), expected(c['info']));
+    const key = new Uint8Array(hkdfSync('sha256', shared, hex(c['vault_id']), info, 32));
+    t.is(toHex(key), expected(c['wrap_key']));
+    const wrapped = hex(c['wrapped']);
+    t.is(toHex(wrapped.subarray(0, 24)), expected(c['nonce']));
+    t.is(toHex(nacl.secretbox.open(wrapped.subarray(24), wrapped.subarray(0, 24), key)!), expected(c['plaintext']));
+    const me = { boxKey: hex(c['recipient_box_key']), boxSecret };
+    const context = { vaultId: hex(c['vault_id']), label: str(c['label']), extra: hex(c['extra']) };
+    t.is(toHex(unwrapSecret(wrapped, hex(c['ephemeral']), me, context)), expected(c['plaintext']));
+  }
+  t.is(v.invalid.length, 9);
+  for (const c of v.invalid) {
+    const boxSecret = hex(c['recipient_box_secret']);
+    const me = { boxKey: nacl.scalarMult.base(boxSecret), boxSecret };
+    const context = { vaultId: hex(c['vault_id']), label: str(c['label']), extra: hex(c['extra']) };
+    t.is(
+      await asyncCodeOf(() => unwrapSecret(hex(c['wrapped']), hex(c['ephemeral']), me, context)),
+      expected(c['error']),
+      str(c['description']),
+    );
+  }
+});
+
+test('epoch record vectors decode, open for each recipient and check against check(e)', async (t) => {
+  const v = load('epoch.json');
+  const genesis = load('genesis.json').valid[0]!;
+  t.is(v.valid.length, 1);
+  for (const c of v.valid) {
+    const bytes = hex(c['entry']);
+    t.is(toHex(sha256(Uint8Array.of(0), bytes)), expected(c['leaf_hash']));
+    const entry = decodeEntry(bytes);
+    if (entry.type !== 'epoch') return t.fail('expected an epoch record');
+    t.is(bytes[15], 3);
+    t.is(toHex(entry.vaultId), str(genesis['vault_id']));
+    t.is(entry.epoch, expected(c['epoch']));
+    t.is(toHex(entry.ephemeral), toHex(nacl.scalarMult.base(hex(c['ephemeral_secret']))));
+    const epoch = Buffer.alloc(4);
+    epoch.writeUInt32BE(entry.epoch);
+    const check = hkdfSync(
+      'sha256',
+      hex(c['epoch_secret']),
+      entry.vaultId,
+      Buffer.concat([utf8('e2ekv/v1 epoch-check'), epoch]),
+      32,
+    );
+    t.is(toHex(new Uint8Array(check)), expected(c['check']));
+    t.is(toHex(entry.check), expected(c['check']));
+    const recipients = c['recipients'] as Json[];
+    t.is(entry.recipients.length, recipients.length);
+    for (const [i, r] of recipients.entries()) {
+      t.is(toHex(entry.recipients[i]!.member), expected(r['member']));
+      t.is(toHex(entry.recipients[i]!.wrapped), expected(r['wrapped']));
+      const me = { signingKey: hex(r['member']), boxKey: hex(r['box_key']), boxSecret: hex(r['box_secret']) };
+      t.is(toHex(openEpochRecord(entry, me)!), expected(c['epoch_secret']));
+      // By hand: X25519 and HKDF by node:crypto, secretbox by tweetnacl.
+      const shared = nodeX25519(me.boxSecret, entry.ephemeral);
+      const info = Buffer.concat([utf8('e2ekv/v1 epoch-wrap'), entry.ephemeral, me.boxKey, epoch]);
+      const key = new Uint8Array(hkdfSync('sha256', shared, entry.vaultId, info, 32));
+      const wrapped = hex(r['wrapped']);
+      t.is(toHex(wrapped.subarray(0, 24)), expected(r['nonce']));
+      t.is(
+        toHex(nacl.secretbox.open(wrapped.subarray(24), wrapped.subarray(0, 24), key)!),
+        expected(c['epoch_secret']),
+      );
+    }
+  }
+  t.is(v.invalid.length, 9);
+  for (const c of v.invalid)
+    t.is(await asyncCodeOf(() => decodeEntry(hex(c['entry']))), expected(c['error']), str(c['description']));
+  const invalidOpen = v['invalid_open'] as Json[];
+  t.is(invalidOpen.length, 3);
+  for (const c of invalidOpen) {
+    const entry = decodeEntry(hex(c['entry']));
+    if (entry.type !== 'epoch') return t.fail('expected an epoch record');
+    const boxSecret = hex(c['box_secret']);
+    const me = { signingKey: hex(c['member']), boxKey: nacl.scalarMult.base(boxSecret), boxSecret };
+    t.is(await asyncCodeOf(() => openEpochRecord(entry, me)), expected(c['error']), str(c['description']));
+  }
+});
+
+test('invitation vectors: layout, signature by tweetnacl, secrets opened', async (t) => {
+  const v = load('invitation.json');
+  const devices: Record<string, { signingKey: Uint8Array; boxKey: Uint8Array; boxSecret: Uint8Array }> = {};
+  t.is(v.valid.length, 2);
+  for (const c of v.valid) {
+    const body = hex(c['body']);
+    const signature = hex(c['signature']);
+    t.is(str(c['token']), 'e2ekv-invite1-' + Buffer.concat([body, signature]).toString('base64url'));
+    t.true(nacl.sign.detached.verify(body, signature, hex(c['inviter'])));
+    t.is(toHex(nacl.sign.keyPair.fromSeed(hex(c['inviter_seed'])).publicKey), expected(c['inviter']));
+    t.is(toHex(nacl.sign.keyPair.fromSeed(hex(c['invitee_seed'])).publicKey), expected(c['invitee']));
+    // The body field by field (SPEC.md 21.4).
+    const role = { reader: 1, writer: 2, admin: 3 }[str(c['role'])]!;
+    const u16 = (n: number) => Buffer.from([n >> 8, n & 255]);
+    const servers = (c['servers'] as string[]).map((s) => utf8(s));
+    const sealed = body.subarray(
+      20 + 32 * 4 + 1 + 32 + 2,
+      20 + 32 * 4 + 1 + 32 + 2 + body[20 + 32 * 4 + 1 + 32]! * 256 + body[20 + 32 * 4 + 1 + 32 + 1]!,
+    );
+    const manual = Buffer.concat([
+      utf8('e2ekv/v1/invitation\0'),
+      hex(c['vault_id']),
+      hex(c['inviter']),
+      hex(c['invitee']),
+      hex(c['invitee_box_key']),
+      Buffer.from([role]),
+      hex(c['ephemeral']),
+      u16(sealed.length),
+      sealed,
+      Buffer.from([servers.length]),
+      ...servers.flatMap((s) => [u16(s.length), s]),
+    ]);
+    t.is(toHex(manual), toHex(body));
+    t.is(toHex(sealed.subarray(0, 24)), expected(c['nonce']));
+    const shared = nodeX25519(hex(c['invitee_box_secret']), hex(c['ephemeral']));
+    const info = Buffer.concat([
+      utf8('e2ekv/v1 invitation'),
+      hex(c['ephemeral']),
+      hex(c['invitee_box_key']),
+      hex(c['invitee']),
+    ]);
+    const key = new Uint8Array(hkdfSync('sha256', shared, hex(c['vault_id']), info, 32));
+    t.is(
+      toHex(nacl.secretbox.open(sealed.subarray(24), sealed.subarray(0, 24), key)!),
+      expected(c['secrets_plaintext']),
+    );
+
+    const info2 = await readInvitation(str(c['token']));
+    t.is(info2.role, expected(c['role']));
+    t.deepEqual(info2.servers, c['servers']);
+    const invitee = {
+      signingKey: hex(c['invitee']),
+      boxKey: hex(c['invitee_box_key']),
+      boxSecret: hex(c['invitee_box_secret']),
+    };
+    devices['invitee'] = invitee;
+    const opened = await openInvitation(str(c['token']), invitee);
+    t.deepEqual(
+      opened.secrets.map((s) => ({ epoch: s.epoch, secret: toHex(s.secret) })),
+      c['secrets'] as unknown[],
+    );
+  }
+  // The writer of epoch.json, as a device the token is not for.
+  const writer = (load('epoch.json').valid[0]!['recipients'] as Json[]).find(
+    (r) => str(r['member']) === toHex(decodeWriter()),
+  )!;
+  devices['writer'] = {
+    signingKey: hex(writer['member']),
+    boxKey: hex(writer['box_key']),
+    boxSecret: hex(writer['box_secret']),
+  };
+  t.is(v.invalid.length, 19);
+  for (const c of v.invalid) {
+    const token = str(c['token']);
+    const code =
+      c['open'] === true
+        ? await asyncCodeOf(() => openInvitation(token, devices[str(c['opener'])]!))
+        : await asyncCodeOf(() => readInvitation(token));
+    t.is(code, expected(c['error']), str(c['description']));
+  }
+});
+
+/** The member that entry.json's membership entry adds (the writer of the sharing vectors). */
+function decodeWriter(): Uint8Array {
+  const entry = decodeEntry(hex(load('entry.json').valid[2]!['entry']));
+  if (entry.type !== 'membership') throw new Error('expected a membership entry');
+  return entry.change.member;
+}

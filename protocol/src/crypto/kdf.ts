@@ -24,7 +24,12 @@ function hkdf32(secret: Uint8Array, vaultId: Uint8Array, info: Uint8Array): Uint
   if (vaultId.length !== VAULT_ID_LENGTH) {
     throw new E2ekvError('INVALID_ARGUMENT', `a vault id is ${VAULT_ID_LENGTH} bytes, got ${vaultId.length}`);
   }
-  const kdf = new HKDF(SHA256, secret, vaultId, info);
+  return hkdfSha256(secret, vaultId, info);
+}
+
+/** HKDF-SHA-256 (RFC 5869, extract and expand) with 32 bytes of output. */
+export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array): Uint8Array {
+  const kdf = new HKDF(SHA256, ikm, salt, info);
   const out = kdf.expand(32);
   kdf.clean();
   return out;
