@@ -4,11 +4,11 @@
  */
 import {
   E2ekvError,
-  KeyNameBlinder,
   bytesEqual,
-  deriveBlindingKey,
-  deriveValueKey,
   deviceCheckpointSigner,
+  formatIdentityString,
+  identityFingerprint,
+  openInvitation,
   fromHex,
   randomBytes,
   signGenesis,
@@ -16,12 +16,13 @@ import {
   vaultIdOf,
   verifyGenesis,
   type Ed25519Signer,
+  type Role,
 } from '@e2ekv/protocol';
 import { HybridLogicalClock } from './clock.js';
 import { deviceSigner, publicIdentity, type Identity } from './identity.js';
 import { ReplicaTransport } from './transport.js';
 import type { LocalStore } from './local/adapter.js';
-import { Vault } from './vault.js';
+import { Vault, type VaultSecrets } from './vault.js';
 
 export interface ClientOptions {
   identity: Identity;
@@ -34,13 +35,27 @@ export interface ClientOptions {
 }
 
 /**
- * What a device needs to open a vault: its id and the secret of its first key
- * epoch. Secret: whoever holds it reads the vault. Until invitations exist
- * (sharing), an application moves it between a user's devices itself.
+ * What a device needs to open a vault: its id, the secret of its first key
+ * epoch, and the secrets of later epochs it was given by an invitation (those
+ * started after it joined it finds in the vault's log, wrapped for it).
+ * Secret: whoever holds it reads the vault. Keep `vault.access()` after a
+ * sync, which holds every secret the device has learnt.
  */
-export interface VaultAccess {
-  vaultId: string;
-  secret: Uint8Array;
+export type VaultAccess = VaultSecrets;
+
+/** What joining a vault by invitation gives. */
+export interface JoinedVault {
+  vault: Vault;
+  /** Keep it (a keystore does): it opens the vault again. */
+  access: VaultAccess;
+  /** The inviting admin's device id (hex). */
+  inviter: string;
+  /** The inviter's fingerprint, to compare with the one the inviter reads out. */
+  inviterFingerprint: string;
+  /** The role the invitation names, which the vault's own membership entries confirmed. */
+  role: Role;
+  /** The replica URLs the invitation suggested (a hint). */
+  servers: string[];
 }
 
 export interface OpenVaultOptions {
@@ -73,6 +88,75 @@ export class Client {
 
   get publicIdentity() {
     return publicIdentity(this.#identity);
+  }
+
+  /** This device's identity string (SPEC.md 21.1): what another admin pastes to invite it. */
+  get identityString(): string {
+    return formatIdentityString(this.publicIdentity);
+  }
+
+  /** This device's fingerprint, to compare out of band. */
+  get fingerprint(): string {
+    return identityFingerprint(this.publicIdentity);
+  }
+
+  /**
+   * Joins a vault by an invitation token: opens the secrets wrapped for this
+   * device, syncs, and checks by this device's own replay of the vault's
+   * membership that the inviter is an admin who added this device with the
+   * role the token names. NOT_FOUND while the add has not reached a replica
+   * (try again later); PERMISSION_DENIED for a token made for another device.
+   */
+  async joinVault(token: string, options: OpenVaultOptions = {}): Promise<JoinedVault> {
+    const mine = publicIdentity(this.#identity);
+    const opened = await openInvitation(token, { ...mine, boxSecret: this.#identity.boxSecret });
+    const first = opened.secrets[0];
+    if (first === undefined || first.epoch !== 0) {
+      throw new E2ekvError('MALFORMED', 'the invitation carries no secret for epoch 0: ask for a new one');
+    }
+    const access: VaultAccess = {
+      vaultId: toHex(opened.vaultId),
+      secret: first.secret,
+      epochs: opened.secrets.slice(1),
+    };
+    let vault: Vault;
+    try {
+      vault = await this.openVault(access, options);
+    } catch (error) {
+      if (error instanceof E2ekvError && error.code === 'PERMISSION_DENIED') {
+        throw new E2ekvError(
+          'NOT_FOUND',
+          `the replicas do not let this device in yet: the invitation's membership entry has not reached them, or the invitation was revoked. Try again in a moment (${error.message})`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    const members = vault.members();
+    const me = members.find((m) => m.self);
+    const inviter = members.find((m) => m.device === toHex(opened.inviter));
+    // The inviter first: an add relayed from a device that is no admin must not read as "try again".
+    if (inviter === undefined || inviter.role !== 'admin') {
+      throw new E2ekvError(
+        'PERMISSION_DENIED',
+        `the invitation was signed by device ${toHex(opened.inviter)}, which is not an admin of the vault: do not trust it`,
+      );
+    }
+    if (me === undefined) {
+      throw new E2ekvError(
+        'NOT_FOUND',
+        "this device is not a member of the vault yet by the vault's own membership entries: the invitation's add has not reached the replicas, or was revoked. Try again in a moment",
+      );
+    }
+    vault.checkAccessSecrets();
+    return {
+      vault,
+      access: vault.access(),
+      inviter: inviter.device,
+      inviterFingerprint: inviter.fingerprint,
+      role: me.role,
+      servers: opened.servers,
+    };
   }
 
   /** Creates a vault with this device as its admin, on every replica. */
@@ -126,17 +210,15 @@ export class Client {
       throw new E2ekvError('INVALID_ARGUMENT', 'vault access needs a 64-hex-digit vault id and a 32-byte secret');
     }
     const vaultId = fromHex(access.vaultId);
-    const creator = await this.#creatorOf(access.vaultId, checkReplicas, knownGenesis);
-    const keys = {
-      vaultId,
-      epoch: 0,
-      valueKeys: new Map([[0, deriveValueKey(access.secret, vaultId, 0)]]),
-      blinder: new KeyNameBlinder(deriveBlindingKey(access.secret, vaultId)),
-    };
+    const { creator, creatorBoxKey } = await this.#creatorOf(access.vaultId, checkReplicas, knownGenesis);
+    const mine = publicIdentity(this.#identity);
     const vault = new Vault({
       vaultId,
       creator,
-      keys,
+      creatorBoxKey,
+      access,
+      me: { ...mine, boxSecret: this.#identity.boxSecret },
+      signer: this.#signer,
       device: this.#signer.publicKey,
       checkpointSigner: await deviceCheckpointSigner(this.#identity.signingSeed, vaultId),
       replicas: this.#replicas,
@@ -153,13 +235,18 @@ export class Client {
    * anything else about the vault is trusted. The local store keeps a copy
    * (as the blob named by the vault id) so that a vault opens offline.
    */
-  async #creatorOf(vaultIdHex: string, askReplicas: boolean, known?: Uint8Array): Promise<Uint8Array> {
+  async #creatorOf(
+    vaultIdHex: string,
+    askReplicas: boolean,
+    known?: Uint8Array,
+  ): Promise<{ creator: Uint8Array; creatorBoxKey: Uint8Array }> {
+    // The vault id hashes the whole genesis body, so one id names one creator and one box key.
     const check = async (signed: Uint8Array, source: string) => {
       const verified = await verifyGenesis(signed);
       if (toHex(verified.vaultId) !== vaultIdHex) {
         throw new E2ekvError('INTEGRITY', `${source} holds the genesis of another vault`);
       }
-      return verified.genesis.creator;
+      return { creator: verified.genesis.creator, creatorBoxKey: verified.genesis.creatorBoxKey };
     };
     const stored = await this.#store?.getBlob(vaultIdHex, vaultIdHex);
     let creator = stored === undefined ? undefined : await check(stored, 'the local replica');
@@ -174,7 +261,7 @@ export class Client {
           continue;
         }
         const served = await check(state.value.genesis, `replica ${this.#replicas[i]!.url}`);
-        if (creator !== undefined && !bytesEqual(served, creator)) {
+        if (creator !== undefined && !bytesEqual(served.creator, creator.creator)) {
           throw new E2ekvError(
             'INTEGRITY',
             `replica ${this.#replicas[i]!.url} served a genesis that contradicts the vault id`,

@@ -46,22 +46,27 @@ export interface Write {
   value: Value;
 }
 
-/** The keys of one vault a member holds. */
+/** The keys of one vault a member holds (an EpochKeyRing). */
 export interface VaultKeys {
   vaultId: Uint8Array;
-  /** The epoch this device writes in. */
-  epoch: number;
-  /** K_enc for every epoch this device can read. */
-  valueKeys: ReadonlyMap<number, Uint8Array>;
   blinder: KeyNameBlinder;
+  /** The epoch this device writes in, and its K_enc. */
+  writing(): { epoch: number; key: Uint8Array };
+  /** Every K_enc held for `epoch`; empty when this device holds none. */
+  keysFor(epoch: number): readonly Uint8Array[];
 }
 
-function valueKey(keys: VaultKeys, epoch: number): Uint8Array {
-  const key = keys.valueKeys.get(epoch);
-  if (key === undefined) {
-    throw new E2ekvError('PERMISSION_DENIED', `this device holds no key for epoch ${epoch} of this vault`);
+/** An entry sealed in an epoch whose secret this device does not hold (yet). */
+export class MissingEpochKeyError extends E2ekvError {
+  readonly epoch: number;
+  constructor(epoch: number, options: { cause?: unknown } = {}) {
+    super(
+      'PERMISSION_DENIED',
+      `this device holds no key that opens an entry of epoch ${epoch} of this vault: it was removed from the vault, or an admin must invite it again`,
+      { details: { epoch }, ...options },
+    );
+    this.epoch = epoch;
   }
-  return key;
 }
 
 function encodeValue(value: Value): { kind: ValueKind; bytes: Uint8Array } {
@@ -120,9 +125,9 @@ export function sealDataEntry(options: {
   if (writes.length > LIMITS.maxItemsPerEntry) {
     throw new E2ekvError('TOO_LARGE', `one write holds at most ${LIMITS.maxItemsPerEntry} keys`);
   }
-  const key = valueKey(keys, keys.epoch);
+  const { epoch, key } = keys.writing();
   const logIndex = BigInt(options.index);
-  const place = { vaultId: keys.vaultId, device, logIndex, epoch: keys.epoch };
+  const place = { vaultId: keys.vaultId, device, logIndex, epoch };
   const blinded = writes
     .map((w) => ({ write: w, name: encodeKeyName(w.name), blindedKey: keys.blinder.blind(w.name) }))
     .sort((a, b) => compareBytes(a.blindedKey, b.blindedKey));
@@ -160,14 +165,14 @@ export function sealDataEntry(options: {
     vaultId: keys.vaultId,
     device,
     index: logIndex,
-    epoch: keys.epoch,
+    epoch,
     meta,
     items,
   };
   const opened: OpenedEntry = {
     device: toHex(device),
     index: options.index,
-    epoch: keys.epoch,
+    epoch,
     clock,
     context: new Map(context.map((c) => [toHex(c.device), Number(c.size)])),
     items: openedItems,
@@ -203,16 +208,35 @@ export async function openDataEntry(
   blob: (hash: Uint8Array, length: number) => Promise<Uint8Array>,
 ): Promise<OpenedEntry> {
   if (!bytesEqual(entry.vaultId, keys.vaultId)) throw new E2ekvError('INTEGRITY', 'the entry belongs to another vault');
-  const key = valueKey(keys, entry.epoch);
+  const candidates = keys.keysFor(entry.epoch);
+  if (candidates.length === 0) throw new MissingEpochKeyError(entry.epoch);
   const place = { vaultId: entry.vaultId, device: entry.device, logIndex: entry.index, epoch: entry.epoch };
-  const meta = decodeEntryMeta(
-    openEnvelope(
-      key,
-      { ...place, purpose: EnvelopePurpose.entryMeta, item: 0, blindedKey: NO_BLINDED_KEY },
-      entry.meta,
-    ),
-    entry.device,
-  );
+  // Two admins may have started this epoch concurrently: the key that opens
+  // the metadata (secretbox authenticates) is the one the writer used.
+  let key: Uint8Array | undefined;
+  let metaPlain: Uint8Array | undefined;
+  let failure: unknown;
+  for (const candidate of candidates) {
+    try {
+      metaPlain = openEnvelope(
+        candidate,
+        { ...place, purpose: EnvelopePurpose.entryMeta, item: 0, blindedKey: NO_BLINDED_KEY },
+        entry.meta,
+      );
+      key = candidate;
+      break;
+    } catch (error) {
+      // Only a wrong key says "try the next one"; a binding mismatch under the right key is the answer.
+      if (!(error instanceof E2ekvError && error.code === 'DECRYPT_FAILED')) throw error;
+      failure = error;
+    }
+  }
+  // Entry bytes are signed by their writer, so no replica altered them: none
+  // of the keys held opens it because it was sealed under a secret of this
+  // epoch that this device does not hold yet (another admin started the epoch
+  // concurrently) or was never given. The caller parks it until one arrives.
+  if (key === undefined || metaPlain === undefined) throw new MissingEpochKeyError(entry.epoch, { cause: failure });
+  const meta = decodeEntryMeta(metaPlain, entry.device);
   const items: OpenedItem[] = [];
   for (const [item, { blindedKey, value: ref }] of entry.items.entries()) {
     const envelope = ref.kind === 'inline' ? ref.envelope : await blob(ref.hash, ref.length);

@@ -1,13 +1,18 @@
 /**
  * The e2ekv SDK (browsers and Node; Node-only parts are in 'e2ekv/node',
- * Automerge documents in 'e2ekv/automerge'). Work in progress: sharing by
- * invitation, key rotation and backup do not exist yet (see the README's
- * status section).
+ * Automerge documents in 'e2ekv/automerge').
  */
-export { E2ekvError, isE2ekvError, errorCategory } from '@e2ekv/protocol';
+export {
+  E2ekvError,
+  isE2ekvError,
+  errorCategory,
+  formatIdentityString,
+  identityFingerprint,
+  parseIdentityString,
+} from '@e2ekv/protocol';
 export type { ErrorCode, ErrorCategory, Role } from '@e2ekv/protocol';
 export { Client, createClient } from './client.js';
-export type { ClientOptions, OpenVaultOptions, VaultAccess } from './client.js';
+export type { ClientOptions, JoinedVault, OpenVaultOptions, VaultAccess } from './client.js';
 export { createIdentity, deviceId, publicIdentity } from './identity.js';
 export type { Identity, PublicIdentity } from './identity.js';
 export { Vault } from './vault.js';
@@ -16,10 +21,13 @@ export type {
   BatchOperation,
   ReadLevel,
   ReadOptions,
+  RejectedEntry,
   Settable,
   Sibling,
   VaultChange,
   VaultEvidence,
+  VaultMember,
+  VaultSecrets,
   VaultStatus,
   VerifyReport,
   WriteOptions,

@@ -1,25 +1,31 @@
 /**
- * Who may write, replayed by the client from the genesis (SPEC.md sections 4
- * and 8.4), so that a replica cannot make this device believe writes of a
- * device that is not a member, was removed, or only reads.
+ * Who may do what in a vault, replayed by the client from the genesis
+ * (protocol/SPEC.md sections 4 and 21.5), so that a replica cannot make this
+ * device believe writes of a device that is not a member, was removed, or
+ * only reads.
  *
- * Every judgement depends only on an entry's causal past, never on the order
- * in which this device received entries, so all devices reach the same
- * verdicts: the causal context of an entry (plus the writer's own earlier
- * entries) names exactly the entries its writer had applied. Within a past,
- * counted changes apply in hybrid-logical-clock order, which extends causal
- * order (a device's clock exceeds every clock it observed), with device id
- * and index breaking ties.
+ * Every verdict is a function of the set of entries recorded, never of the
+ * order they arrived in, so all devices that hold the same entries agree:
  *
- * Provisional, like the replicas' rules (server/src/membership.ts), until the
- * sharing work fixes membership semantics (SPEC.md open question 2): concurrent
- * changes to one member apply in clock order, not "removal wins"; and a removed
- * device that pretends not to have seen its removal (an older causal context)
- * is judged by that context. Key rotation on removal is what keeps such a
- * device from reading later writes.
+ * - Removals are judged by their causal past alone: a removal counts when its
+ *   writer is an admin in the state its past adds up to (changes applied in
+ *   hybrid-logical-clock order, which extends causal order; a removal is for
+ *   good). So whether a removal counts never depends on anything it did not
+ *   see, which keeps the rules well-founded. A removal only ever takes access
+ *   away.
+ * - Removal wins: a counted removal of X cuts X's log at the number of X's
+ *   entries the remover had seen. X's entries from there on are void, whatever
+ *   causal context they claim.
+ * - Everything else (data, adds, role changes, epoch records) is judged by
+ *   its causal past with every void entry left out, wherever the removal that
+ *   voids it sits. So a device that a removed admin added past its cut never
+ *   becomes a member, and nothing it does counts.
  */
 import { type HybridClock, type MembershipChange, type Role, toHex } from '@e2ekv/protocol';
 import { compareClocks } from './clock.js';
+
+/** A change as this view records it: a membership entry, or an epoch record (which changes no role). */
+export type ViewChange = MembershipChange | { op: 'epoch'; epoch: number };
 
 export interface RecordedChange {
   device: string;
@@ -27,64 +33,163 @@ export interface RecordedChange {
   clock: HybridClock;
   /** The writer's causal context. */
   context: ReadonlyMap<string, number>;
-  change: MembershipChange;
+  change: ViewChange;
 }
 
-interface Counted {
+/** A counted removal: the removed device's entries from `cut` on are void. */
+interface Cut {
   device: string;
   index: number;
-  clock: HybridClock;
-  change: MembershipChange;
+  member: string;
+  cut: number;
 }
+
+export interface MemberRecord {
+  device: string;
+  role: Role;
+  /** The X25519 key the member was added with (the genesis creator's for the creator). */
+  boxKey: Uint8Array;
+}
+
+type Mode = 'past' | 'all';
+
+function byClock(a: RecordedChange, b: RecordedChange): number {
+  return (
+    compareClocks(a.clock, b.clock) || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0) || a.index - b.index
+  );
+}
+
+const keyOf = (device: string, index: number) => `${device}/${index}`;
 
 export class MembershipView {
   readonly #creator: string;
-  /** Changes whose writer was an admin in their own past, in the order recorded. */
-  readonly #counted: Counted[] = [];
-  /** Changes that did not count, by "device/index". */
-  readonly #ignored = new Set<string>();
+  readonly #creatorBoxKey: Uint8Array;
+  /** Every membership entry and epoch record recorded, in clock order. */
+  readonly #changes: RecordedChange[] = [];
+  readonly #recorded = new Set<string>();
+  /** Counted removals (judged by their past alone), plus any known from a previous view. */
+  readonly #cuts: Cut[] = [];
+  /** Verdicts by mode and entry; cleared whenever something is recorded. */
+  readonly #memo = { past: new Map<string, boolean>(), all: new Map<string, boolean>() };
 
-  constructor(creatorHex: string) {
+  /**
+   * `known`: a view of the same vault whose removals are known from the start
+   * (a replay after a removal voided applied entries), so that entries of a
+   * removed device are judged void even before the removal is recorded again.
+   */
+  constructor(creatorHex: string, creatorBoxKey: Uint8Array, known?: MembershipView) {
     this.#creator = creatorHex;
+    this.#creatorBoxKey = creatorBoxKey;
+    if (known !== undefined) this.#cuts.push(...known.#cuts);
   }
 
   /**
-   * Records a membership entry; call in causal order (when everything in its
-   * past was recorded). Returns whether it counts: its writer was an admin.
+   * Records a membership entry or epoch record; call in causal order (when
+   * everything in its past was recorded). Returns whether it counts now (a
+   * later removal can still void it: ask `counts` again then).
    */
   record(entry: RecordedChange): boolean {
-    const counts = this.roleAt(entry.device, pastOf(entry.device, entry.index, entry.context)) === 'admin';
-    if (counts) {
-      this.#counted.push({ device: entry.device, index: entry.index, clock: entry.clock, change: entry.change });
-    } else {
-      this.#ignored.add(`${entry.device}/${entry.index}`);
+    const key = keyOf(entry.device, entry.index);
+    if (!this.#recorded.has(key)) {
+      this.#recorded.add(key);
+      const at = this.#changes.findIndex((c) => byClock(entry, c) < 0);
+      this.#changes.splice(at === -1 ? this.#changes.length : at, 0, entry);
+      this.#memo.past.clear();
+      this.#memo.all.clear();
+      if (entry.change.op === 'remove' && this.#counts(entry, 'past')) {
+        const member = toHex(entry.change.member);
+        const cut = member === entry.device ? entry.index : (entry.context.get(member) ?? 0);
+        if (!this.#cuts.some((c) => c.device === entry.device && c.index === entry.index)) {
+          this.#cuts.push({ device: entry.device, index: entry.index, member, cut });
+          this.#memo.all.clear();
+        }
+      }
     }
-    return counts;
+    return this.counts(entry.device, entry.index);
+  }
+
+  /** Whether the recorded change at (device, index) counts, by everything this view holds. */
+  counts(device: string, index: number): boolean {
+    const entry = this.#changes.find((c) => c.device === device && c.index === index);
+    return entry !== undefined && this.#counts(entry, 'all');
+  }
+
+  /** Whether entry `index` of `device` is void by a removal this view holds (rule "removal wins"). */
+  isVoid(device: string, index: number): boolean {
+    return this.#cuts.some((c) => c.member === device && c.cut <= index);
+  }
+
+  /** The smallest cut of `device`'s log among the removals held, if any. */
+  cutOf(device: string): number | undefined {
+    let cut: number | undefined;
+    for (const c of this.#cuts) if (c.member === device && (cut === undefined || c.cut < cut)) cut = c.cut;
+    return cut;
   }
 
   /** The role of `device` in the state that the entries in `past` add up to (undefined: not a member). */
   roleAt(device: string, past: ReadonlyMap<string, number>): Role | undefined {
-    const inPast = this.#counted
-      .filter((c) => (past.get(c.device) ?? 0) > c.index)
-      .sort(
-        (a, b) =>
-          compareClocks(a.clock, b.clock) ||
-          (a.device < b.device ? -1 : a.device > b.device ? 1 : 0) ||
-          a.index - b.index,
-      );
-    let role: Role | undefined = device === this.#creator ? 'admin' : undefined;
-    for (const { change } of inPast) {
-      if (toHex(change.member) !== device) continue;
-      if (change.op === 'remove') role = undefined;
-      else if (change.op === 'add') role = change.role;
-      else if (role !== undefined) role = change.role; // set-role changes members only
-    }
-    return role;
+    return this.#stateAt(past, 'all').get(device)?.role;
+  }
+
+  /** The members in the state that `past` adds up to, sorted by device. */
+  membersAt(past: ReadonlyMap<string, number>): MemberRecord[] {
+    return [...this.#stateAt(past, 'all').entries()]
+      .map(([device, m]) => ({ device, role: m.role, boxKey: m.boxKey }))
+      .sort((a, b) => (a.device < b.device ? -1 : 1));
   }
 
   /** The role of `device` when it wrote entry `index` with causal context `context`. */
   writerRole(device: string, index: number, context: ReadonlyMap<string, number>): Role | undefined {
     return this.roleAt(device, pastOf(device, index, context));
+  }
+
+  /**
+   * Whether `entry` counts. In mode 'past' (removals) it is judged by its own
+   * past, void entries left out only where the removal that voids them is in
+   * that past; in mode 'all', every void entry is left out.
+   */
+  #counts(entry: RecordedChange, mode: Mode): boolean {
+    const key = keyOf(entry.device, entry.index);
+    const memo = this.#memo[mode];
+    const known = memo.get(key);
+    if (known !== undefined) return known;
+    let verdict: boolean;
+    if (mode === 'all' && entry.change.op === 'remove') verdict = this.#counts(entry, 'past');
+    else if (mode === 'all' && this.isVoid(entry.device, entry.index)) verdict = false;
+    else
+      verdict =
+        this.#stateAt(pastOf(entry.device, entry.index, entry.context), mode).get(entry.device)?.role === 'admin';
+    memo.set(key, verdict);
+    return verdict;
+  }
+
+  #stateAt(past: ReadonlyMap<string, number>, mode: Mode): Map<string, { role: Role; boxKey: Uint8Array }> {
+    const inPast = (device: string, index: number) => (past.get(device) ?? 0) > index;
+    const members = new Map<string, { role: Role; boxKey: Uint8Array }>([
+      [this.#creator, { role: 'admin', boxKey: this.#creatorBoxKey }],
+    ]);
+    const removed = new Set<string>();
+    // In mode 'past', a change is void only by a counted removal in this past.
+    const voidInPast = (c: RecordedChange) =>
+      this.#cuts.some((cut) => cut.member === c.device && cut.cut <= c.index && inPast(cut.device, cut.index));
+    for (const entry of this.#changes) {
+      const { change } = entry;
+      if (change.op === 'epoch' || !inPast(entry.device, entry.index)) continue;
+      if (change.op !== 'remove' && mode === 'past' && voidInPast(entry)) continue;
+      if (!this.#counts(entry, change.op === 'remove' ? 'past' : mode)) continue;
+      const member = toHex(change.member);
+      if (removed.has(member)) continue;
+      const current = members.get(member);
+      if (change.op === 'remove') {
+        removed.add(member);
+        members.delete(member);
+      } else if (change.op === 'add') {
+        members.set(member, { role: change.role, boxKey: change.boxKey });
+      } else if (current !== undefined) {
+        members.set(member, { role: change.role, boxKey: current.boxKey }); // set-role changes members only
+      }
+    }
+    return members;
   }
 }
 

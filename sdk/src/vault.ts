@@ -24,6 +24,14 @@ import {
   noteKeyId,
   parseCosignerVkey,
   parseNote,
+  parseIdentityString,
+  formatIdentityString,
+  identityFingerprint,
+  createInvitation,
+  sealEpochRecord,
+  openEpochRecord,
+  deriveEpochCheck,
+  randomBytes,
   sha256,
   toBase64,
   toHex,
@@ -31,14 +39,24 @@ import {
   verifyDeviceCheckpoint,
   signDeviceCheckpoint,
   type Cosigner,
+  type Ed25519Signer,
   type MembershipChange,
   type NoteSigner,
   type Role,
 } from '@e2ekv/protocol';
 import { HybridLogicalClock } from './clock.js';
-import { openDataEntry, sealDataEntry, type OpenedEntry, type Value, type VaultKeys, type Write } from './entries.js';
+import {
+  MissingEpochKeyError,
+  openDataEntry,
+  sealDataEntry,
+  type OpenedEntry,
+  type Value,
+  type Write,
+} from './entries.js';
+import { EpochKeyRing } from './keyring.js';
 import { EquivocationError, RollbackError, pullBlob, pullLog, type LogPin } from './log-sync.js';
-import { MembershipView } from './membership.js';
+import { MembershipView, pastOf, type ViewChange } from './membership.js';
+import type { PublicIdentity } from './identity.js';
 import { MultiValueRegister, type VersionedWrite } from './resolve.js';
 import type { LocalStore } from './local/adapter.js';
 import type { ReplicaTransport } from './transport.js';
@@ -123,10 +141,20 @@ interface LogState {
   stored: number;
   /** Stored entries past the pin, not yet proven again by a replica. */
   unpinned: Uint8Array[];
+  /**
+   * Verified entries sealed in an epoch whose secret this device does not hold
+   * yet (the record that gives it may come later in the same sync), by index,
+   * with the replica to fetch their blobs from. The log applies up to the first.
+   */
+  parked: Map<number, { bytes: Uint8Array; replica: ReplicaTransport | undefined }>;
 }
 
-/** An entry opened and waiting for causal delivery; membership entries carry their change. */
-type QueuedEntry = OpenedEntry & { change?: MembershipChange };
+/**
+ * An entry opened and waiting for causal delivery. Membership entries and
+ * epoch records carry their change; an epoch record for this device carries
+ * the secret it unwrapped.
+ */
+type QueuedEntry = OpenedEntry & { change?: ViewChange; epochSecret?: Uint8Array };
 
 interface OpenedWithBlobs {
   opened: QueuedEntry;
@@ -138,6 +166,8 @@ interface OpenedWithBlobs {
 export interface RejectedEntry {
   device: string;
   index: number;
+  /** 'removed': the writer was removed and this entry is past the cut (rule "removal wins"). */
+  reason: 'not-a-writer' | 'removed';
   /** The writer's role in that past, or undefined when it was not a member. */
   role: Role | undefined;
 }
@@ -158,8 +188,14 @@ export interface VaultStatus {
   unpushed: number;
   evidence: number;
   keys: number;
-  /** Entries whose writes were ignored (their writer could not write then). */
+  /** Entries whose writes were ignored (their writer could not write then, or was removed). */
   rejected: RejectedEntry[];
+  /**
+   * Verified entries this device cannot open: sealed in a key epoch it holds
+   * no secret for (started after it was removed, or wrapped without it). Their
+   * logs are applied up to the first of them.
+   */
+  unreadable: number;
 }
 
 export interface VerifyReport {
@@ -215,11 +251,38 @@ interface CosignerRecord {
   records: number;
 }
 
+/** What a device needs to open a vault: its id, the secret of epoch 0, and any later epoch secrets it was given. */
+export interface VaultSecrets {
+  vaultId: string;
+  secret: Uint8Array;
+  epochs?: readonly { epoch: number; secret: Uint8Array }[];
+}
+
+/** A current member of the vault, as this device's own replay of the membership entries says. */
+export interface VaultMember {
+  /** Ed25519 public key, lowercase hex. */
+  device: string;
+  role: Role;
+  /** The identity string (SPEC.md 21.1) of the keys the member was added with. */
+  identity: string;
+  /** The fingerprint to compare out of band. */
+  fingerprint: string;
+  /** Whether the member is this device. */
+  self: boolean;
+}
+
 export interface VaultOptions {
   vaultId: Uint8Array;
   /** The genesis creator's Ed25519 key: the first admin, where membership replay starts. */
   creator: Uint8Array;
-  keys: VaultKeys;
+  /** The genesis creator's X25519 key, to wrap epoch secrets for it. */
+  creatorBoxKey: Uint8Array;
+  /** The secrets this device was given (its keystore's copy). */
+  access: VaultSecrets;
+  /** This device's keys: the box secret unwraps the epoch secrets wrapped for it. */
+  me: { signingKey: Uint8Array; boxKey: Uint8Array; boxSecret: Uint8Array };
+  /** Signs invitations. */
+  signer: Ed25519Signer;
   device: Uint8Array;
   checkpointSigner: NoteSigner;
   replicas: readonly ReplicaTransport[];
@@ -249,7 +312,19 @@ function fromValue(value: Value): unknown {
 export class Vault {
   readonly id: string;
   readonly #vaultId: Uint8Array;
-  readonly #keys: VaultKeys;
+  #keys: EpochKeyRing;
+  readonly #access: VaultSecrets;
+  readonly #me: VaultOptions['me'];
+  readonly #signer: Ed25519Signer;
+  readonly #creator: string;
+  readonly #creatorBoxKey: Uint8Array;
+  /** The check(e) values of the epoch records seen, to check the secrets an invitation gave. */
+  readonly #epochChecks = new Map<number, Uint8Array[]>();
+  /** A removal voided entries already applied: the state is rebuilt at the next safe point. */
+  #needsRebuild = false;
+  #rebuilding = false;
+  /** By replica URL and device: the largest checkpoint size the replica proved (see #provedBy). */
+  readonly #proved = new Map<string, Map<string, number>>();
   readonly #device: Uint8Array;
   readonly #deviceHex: string;
   readonly #checkpointSigner: NoteSigner;
@@ -271,18 +346,23 @@ export class Vault {
   #pulling: Promise<unknown> = Promise.resolve();
   readonly #pushing = new Map<string, Promise<unknown>>();
   readonly #store: LocalStore | undefined;
-  readonly #membership: MembershipView;
-  readonly #rejected: RejectedEntry[] = [];
+  #membership: MembershipView;
+  #rejected: RejectedEntry[] = [];
   /** The own log's latest checkpoint, with the cosignatures replicas returned for it (vault info). */
   #ownCheckpoint: LogPin | undefined;
   /** By replica URL, loaded from the store when first needed. */
   readonly #cosigners = new Map<string, Promise<CosignerRecord>>();
 
   constructor(options: VaultOptions) {
-    this.#membership = new MembershipView(toHex(options.creator));
+    this.#creator = toHex(options.creator);
+    this.#creatorBoxKey = options.creatorBoxKey;
+    this.#membership = new MembershipView(this.#creator, this.#creatorBoxKey);
     this.#vaultId = options.vaultId;
     this.id = toHex(options.vaultId);
-    this.#keys = options.keys;
+    this.#access = options.access;
+    this.#me = options.me;
+    this.#signer = options.signer;
+    this.#keys = new EpochKeyRing(options.vaultId, options.access.secret, options.access.epochs);
     this.#device = options.device;
     this.#deviceHex = toHex(options.device);
     this.#checkpointSigner = options.checkpointSigner;
@@ -331,15 +411,42 @@ export class Vault {
     }
     for (const [replica, size] of Object.entries(stored.acked)) this.#acked.set(replica, size);
     this.#evidence.push(...stored.evidence);
+    await this.#unpark();
     this.#applyReady();
+    await this.#rebuildIfNeeded();
   }
 
-  /** Opens one verified entry and queues it for causal delivery. */
+  /**
+   * Opens one verified entry and queues it for causal delivery; one sealed in
+   * an epoch this device holds no secret for is parked until it does.
+   */
   async #queue(log: LogState, index: number, bytes: Uint8Array, replica: ReplicaTransport | undefined): Promise<void> {
-    const { opened, blobs } = await this.#openEntry(index, bytes, replica);
+    let result: OpenedWithBlobs;
+    try {
+      result = await this.#openEntry(index, bytes, replica);
+    } catch (error) {
+      if (!(error instanceof MissingEpochKeyError)) throw error;
+      log.parked.set(index, { bytes, replica });
+      return;
+    }
+    const { opened, blobs } = result;
     if (blobs.length > 0 && opened.device === this.#deviceHex) this.#blobs.set(index, blobs);
     this.#clock.observe(opened.clock);
     log.waiting.set(index, opened);
+  }
+
+  /** Opens parked entries whose epoch secret arrived since; the others stay parked. */
+  async #unpark(): Promise<void> {
+    for (let progress = true; progress;) {
+      progress = false;
+      for (const log of this.#logs.values()) {
+        for (const [index, { bytes, replica }] of [...log.parked].sort(([a], [b]) => a - b)) {
+          log.parked.delete(index);
+          await this.#queue(log, index, bytes, replica);
+          if (!log.parked.has(index)) progress = true;
+        }
+      }
+    }
   }
 
   /** Decrypts and checks one verified entry, fetching (and storing) the blobs it references. */
@@ -354,20 +461,42 @@ export class Vault {
       });
       return { opened, blobs };
     }
-    // Membership entries carry no values here (their replay comes with
-    // sharing), but they still take their place in causal order.
-    return {
-      opened: {
-        device: toHex(entry.device),
-        index,
-        epoch: entry.epoch,
-        clock: entry.clock,
-        context: new Map(entry.context.map((c) => [toHex(c.device), Number(c.size)])),
-        items: [],
-        change: entry.change,
-      },
-      blobs: [],
+    // Membership entries and epoch records carry no values, but take their
+    // place in causal order: the membership replay judges them there.
+    const opened: QueuedEntry = {
+      device: toHex(entry.device),
+      index,
+      epoch: entry.epoch,
+      clock: entry.clock,
+      context: new Map(entry.context.map((c) => [toHex(c.device), Number(c.size)])),
+      items: [],
+      change: entry.type === 'membership' ? entry.change : { op: 'epoch', epoch: entry.epoch },
     };
+    if (entry.type === 'epoch') {
+      const checks = this.#epochChecks.get(entry.epoch) ?? [];
+      checks.push(entry.check);
+      this.#epochChecks.set(entry.epoch, checks);
+      // Unwrapped now, before the record is judged: entries sealed with it may
+      // arrive before it applies, and a secret only ever decrypts. Only a record
+      // that counts makes it a key to write with (#apply).
+      try {
+        const secret = openEpochRecord(entry, this.#me);
+        if (secret !== undefined) {
+          this.#keys.add(entry.epoch, secret);
+          opened.epochSecret = secret;
+        }
+      } catch (error) {
+        // A record whose wrap fails for this device gives it nothing; the admin who wrote it can always withhold.
+        this.#onWatchError(
+          new E2ekvError(
+            'INTEGRITY',
+            `the epoch record at entry ${index} of device ${opened.device} (epoch ${entry.epoch}) holds a secret for this device that does not open or does not match its check: ${(error as Error).message}`,
+            { cause: error },
+          ),
+        );
+      }
+    }
+    return { opened, blobs: [] };
   }
 
   /** A blob from the local replica, or else from `replica`, checked against its hash and length. */
@@ -378,7 +507,14 @@ export class Vault {
       if (local.length !== length || !bytesEqual(sha256(local), hash)) throw damaged(`blob ${hex} is altered`);
       return local;
     }
-    if (replica === undefined) throw damaged(`blob ${hex} is missing`);
+    if (replica === undefined) {
+      // Without a store, the own log's blobs live in memory only (a replay of the own log needs them).
+      for (const blobs of this.#blobs.values()) {
+        const own = blobs.find((b) => b.length === length && bytesEqual(sha256(b), hash));
+        if (own !== undefined) return own;
+      }
+      throw damaged(`blob ${hex} is missing`);
+    }
     const blob = await pullBlob(replica, this.id, { hash, length });
     await this.#store?.putBlob(this.id, hex, blob);
     return blob;
@@ -416,6 +552,7 @@ export class Vault {
       unpushed: ownSize - Math.max(0, ...this.#acked.values()),
       evidence: this.#evidence.length,
       rejected: [...this.#rejected],
+      unreadable: [...this.#logs.values()].reduce((n, log) => n + log.parked.size, 0),
       keys: [...this.#registers.values()].filter((r) => {
         const winner = r.winner();
         return winner !== undefined && winner.value.value.kind !== 'tombstone';
@@ -463,34 +600,272 @@ export class Vault {
   }
 
   /**
-   * Adds a device to the vault with a role (this device must be an admin). The
-   * new member still needs the vault secret: invitations come with sharing.
+   * Adds a device to the vault with a role (this device must be an admin).
+   * The device still needs the vault's secrets: `invite` adds it and returns
+   * the token that carries them.
    */
   async addMember(
     member: { signingKey: Uint8Array; boxKey: Uint8Array },
     role: Role,
     options: WriteOptions = {},
   ): Promise<void> {
+    await this.#writeMembership(() => {
+      this.#checkCanChangeMembership();
+      const device = toHex(member.signingKey);
+      if (this.#membership.cutOf(device) !== undefined) {
+        throw new E2ekvError(
+          'CONFLICT',
+          `device ${device} was removed from this vault, and a removal is for good: that device must enrol a new key (a new identity) to be invited again`,
+        );
+      }
+      return [{ op: 'add', member: member.signingKey, boxKey: member.boxKey, role }];
+    });
+    await this.#push(options.ack ?? 'one');
+  }
+
+  /**
+   * Invites a device: adds it with `role` (this device must be an admin) and
+   * returns an invitation token (SPEC.md 21.4) that carries every epoch secret
+   * this device holds, wrapped for the invitee's X25519 key. The invitee joins
+   * with `client.joinVault(token)` once the add has reached a replica, which
+   * the default acknowledgement ('one') waits for.
+   */
+  async invite(
+    identity: string | PublicIdentity,
+    role: Role = 'writer',
+    options: WriteOptions & { servers?: readonly string[] } = {},
+  ): Promise<string> {
+    const invitee = typeof identity === 'string' ? parseIdentityString(identity) : identity;
+    if (!['reader', 'writer', 'admin'].includes(role)) {
+      throw new E2ekvError('INVALID_ARGUMENT', `unknown role ${String(role)}: use reader, writer or admin`);
+    }
+    if (bytesEqual(invitee.signingKey, this.#device)) {
+      throw new E2ekvError('INVALID_ARGUMENT', 'a device cannot invite itself');
+    }
+    const current = this.#currentMembers().find((m) => m.device === toHex(invitee.signingKey));
+    if (current === undefined || current.role !== role || !bytesEqual(current.boxKey, invitee.boxKey)) {
+      await this.addMember(invitee, role, options);
+    } else {
+      await this.#push(options.ack ?? 'one'); // already a member with that role: the token alone is new
+    }
+    return createInvitation({
+      vaultId: this.#vaultId,
+      inviter: this.#signer,
+      invitee,
+      role,
+      secrets: this.#keys.secrets(),
+      servers: options.servers ?? this.#replicas.map((r) => r.url),
+    });
+  }
+
+  /**
+   * Removes a member for good and starts a new key epoch whose secret is
+   * wrapped for the remaining members (SPEC.md 21.5): nothing written after
+   * this is readable by the removed device, and every member ignores what it
+   * writes from its cut on. `member` is a device id (hex), an identity string,
+   * or a public identity. This device must be an admin, and cannot remove itself.
+   */
+  async removeMember(member: string | PublicIdentity, options: WriteOptions = {}): Promise<void> {
+    const device =
+      typeof member !== 'string'
+        ? toHex(member.signingKey)
+        : /^[0-9a-f]{64}$/.test(member)
+          ? member
+          : toHex(parseIdentityString(member).signingKey);
+    if (device === this.#deviceHex) {
+      throw new E2ekvError(
+        'INVALID_ARGUMENT',
+        'a device cannot remove itself: ask another admin to remove it (or remove it from another of your devices)',
+      );
+    }
+    await this.#writeMembership(() => {
+      this.#checkCanChangeMembership();
+      if (!this.#currentMembers().some((m) => m.device === device)) {
+        throw new E2ekvError(
+          'NOT_FOUND',
+          `device ${device} is not a member of this vault as far as this device has synced: check \`members\` (sync first)`,
+        );
+      }
+      return [{ op: 'remove', member: fromHex(device) }, 'new-epoch'];
+    });
+    await this.#rebuildIfNeeded();
+    await this.#push(options.ack ?? 'one');
+  }
+
+  /** The current members, by this device's own replay of the vault's membership entries (never a replica's word). */
+  members(): VaultMember[] {
+    return this.#currentMembers().map((m) => {
+      const keys = { signingKey: fromHex(m.device), boxKey: m.boxKey };
+      return {
+        device: m.device,
+        role: m.role,
+        identity: formatIdentityString(keys),
+        fingerprint: identityFingerprint(keys),
+        self: m.device === this.#deviceHex,
+      };
+    });
+  }
+
+  /** This device's role in the vault now (undefined: not a member as far as it has synced). */
+  get role(): Role | undefined {
+    return this.#currentMembers().find((m) => m.device === this.#deviceHex)?.role;
+  }
+
+  /** The epoch this device writes in. */
+  get epoch(): number {
+    return this.#keys.writing().epoch;
+  }
+
+  /**
+   * Every secret this device holds for the vault (one per epoch): what a
+   * keystore or a backup keeps so the vault opens again. Secret.
+   */
+  access(): VaultSecrets {
+    const secrets = this.#keys.secrets();
+    return {
+      vaultId: this.id,
+      secret: secrets.find((s) => s.epoch === 0)!.secret,
+      epochs: secrets.filter((s) => s.epoch > 0),
+    };
+  }
+
+  /**
+   * Checks the epoch secrets the access gave (an invitation's) against the
+   * epoch records' public checks: a secret that no record of its epoch
+   * commits to was not the one the vault uses.
+   */
+  checkAccessSecrets(): void {
+    for (const { epoch, secret } of this.#access.epochs ?? []) {
+      const checks = this.#epochChecks.get(epoch);
+      if (checks === undefined) continue; // no record of that epoch seen yet
+      const expected = deriveEpochCheck(secret, this.#vaultId, epoch);
+      if (!checks.some((c) => bytesEqual(c, expected))) {
+        throw new E2ekvError(
+          'INTEGRITY',
+          `the secret given for epoch ${epoch} matches no epoch record of this vault: the invitation is wrong or was altered. Ask for a new one`,
+        );
+      }
+    }
+  }
+
+  #currentMembers() {
+    const past = new Map([...this.#logs].map(([device, log]) => [device, log.applied]));
+    return this.#membership.membersAt(past);
+  }
+
+  #checkCanChangeMembership(): void {
+    const own = this.#log(this.#deviceHex);
+    const past = pastOf(
+      this.#deviceHex,
+      own.entries.length,
+      new Map(this.#context().map((c) => [toHex(c.device), Number(c.size)])),
+    );
+    const role = this.#membership.roleAt(this.#deviceHex, past);
+    if (role !== 'admin') {
+      throw new E2ekvError(
+        'PERMISSION_DENIED',
+        `this device is ${role === undefined ? 'not a member' : `a ${role}`} of this vault as far as it has synced: only an admin may change membership`,
+      );
+    }
+  }
+
+  /**
+   * Appends membership entries (and, for 'new-epoch', an epoch record wrapped
+   * for the members that remain) to the own log, one after the other, each
+   * applied before the next is written so that the next one's context and
+   * member list include it.
+   */
+  async #writeMembership(plan: () => (MembershipChange | 'new-epoch')[]): Promise<void> {
     const done = this.#writing.then(async () => {
-      const clock = this.#clock.tick();
-      const context = this.#context();
-      const bytes = encodeEntry({
-        type: 'membership',
-        vaultId: this.#vaultId,
-        device: this.#device,
-        index: BigInt(this.#log(this.#deviceHex).entries.length),
-        epoch: this.#keys.epoch,
-        clock,
-        context,
-        change: { op: 'add', member: member.signingKey, boxKey: member.boxKey, role },
-      });
-      const index = await this.#appendOwn(bytes, []);
-      await this.#queue(this.#log(this.#deviceHex), index, bytes, undefined);
-      this.#applyReady();
+      const steps = plan();
+      // Checked before anything is appended: a removal without its new epoch would leave the removed device reading.
+      if (steps.includes('new-epoch') && this.#keys.highestStartedEpoch() >= 0xffffffff) {
+        throw new E2ekvError(
+          'TOO_LARGE',
+          'this vault has used every key epoch number: move its data to a new vault to remove a member',
+        );
+      }
+      for (const step of steps) {
+        const own = this.#log(this.#deviceHex);
+        const index = own.entries.length;
+        const clock = this.#clock.tick();
+        const context = this.#context();
+        let bytes: Uint8Array;
+        if (step === 'new-epoch') {
+          const epoch = this.#keys.highestStartedEpoch() + 1;
+          const secret = randomBytes(32);
+          const recipients = this.#currentMembers().map((m) => ({ signingKey: fromHex(m.device), boxKey: m.boxKey }));
+          bytes = encodeEntry(
+            sealEpochRecord({
+              vaultId: this.#vaultId,
+              device: this.#device,
+              index: BigInt(index),
+              epoch,
+              clock,
+              context,
+              secret,
+              recipients,
+            }),
+          );
+          secret.fill(0);
+        } else {
+          bytes = encodeEntry({
+            type: 'membership',
+            vaultId: this.#vaultId,
+            device: this.#device,
+            index: BigInt(index),
+            epoch: this.#keys.writing().epoch,
+            clock,
+            context,
+            change: step,
+          });
+        }
+        await this.#appendOwn(bytes, []);
+        await this.#queue(own, index, bytes, undefined);
+        this.#applyReady();
+      }
     });
     this.#writing = done.catch(() => undefined);
     await done;
-    await this.#push(options.ack ?? 'one');
+  }
+
+  /**
+   * Rebuilds the applied state from the verified entries when a removal voided
+   * entries already applied (rule "removal wins"): registers, membership and
+   * keys are replayed from scratch, with every removal known from the start.
+   * Waits for the write in progress, so no entry is appended meanwhile.
+   */
+  async #rebuildIfNeeded(): Promise<void> {
+    if (!this.#needsRebuild) return;
+    const done = this.#writing.then(async () => {
+      if (!this.#needsRebuild) return;
+      this.#needsRebuild = false;
+      this.#rebuilding = true;
+      try {
+        const previous = this.#membership;
+        this.#membership = new MembershipView(this.#creator, this.#creatorBoxKey, previous);
+        this.#keys = new EpochKeyRing(this.#vaultId, this.#access.secret, this.#access.epochs);
+        this.#registers.clear();
+        this.#rejected = [];
+        this.#epochChecks.clear();
+        for (const log of this.#logs.values()) {
+          log.applied = 0;
+          log.waiting.clear();
+          log.parked.clear();
+        }
+        for (const [device, log] of this.#logs) {
+          // Without a local store, other devices' blobs are fetched again.
+          const replica = device === this.#deviceHex || this.#store !== undefined ? undefined : this.#replicas[0];
+          for (const [index, bytes] of log.entries.entries()) await this.#queue(log, index, bytes, replica);
+        }
+        await this.#unpark();
+        this.#applyReady();
+      } finally {
+        this.#rebuilding = false;
+      }
+    });
+    this.#writing = done.catch(() => undefined);
+    await done;
   }
 
   #checkSupersedes(name: string, supersedes: readonly { device: string; index: number }[]): void {
@@ -619,13 +994,15 @@ export class Vault {
    * its answer was lost): that one starts again from the replica's own count.
    */
   async #pushWithRetries(replica: ReplicaTransport): Promise<void> {
-    let resynced = false;
+    let resyncs = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#pushTo(replica);
       } catch (error) {
-        if (error instanceof E2ekvError && error.code === 'CONFLICT' && !resynced) {
-          resynced = true;
+        // The replica's copy moved meanwhile (an earlier answer was lost, or a
+        // peer replica delivered these very entries): start again from its count.
+        if (error instanceof E2ekvError && error.code === 'CONFLICT' && resyncs < 3) {
+          resyncs++;
           this.#acked.delete(replica.url);
           continue;
         }
@@ -642,13 +1019,22 @@ export class Vault {
     let acked = this.#acked.get(replica.url);
     if (acked === undefined) {
       const state = await replica.vaultState(this.id);
-      acked = state.logs.find((l) => l.device === this.#deviceHex)?.size ?? 0;
+      const remote = state.logs.find((l) => l.device === this.#deviceHex);
+      acked = remote?.size ?? 0;
       if (acked > size) {
         throw new E2ekvError(
           'INTEGRITY',
           `replica ${replica.url} claims ${acked} entries of this device's log, which has ${size}`,
         );
       }
+      // What it holds already (through a peer, say) counts only if it is this log's prefix.
+      if (remote !== undefined && acked > 0 && !bytesEqual(remote.root, own.tree.root(acked))) {
+        throw new E2ekvError(
+          'INTEGRITY',
+          `replica ${replica.url} holds a version of this device's log that this installation never wrote`,
+        );
+      }
+      if (acked > 0) this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, acked));
     }
     let start: number = acked;
     if (start >= size) return;
@@ -733,7 +1119,10 @@ export class Vault {
     const errors: E2ekvError[] = [];
     let reached = 0;
     for (const replica of await this.#pullOrder()) {
-      if (reached >= enough) break;
+      // Enough replicas answered, unless an entry depends on more than they
+      // served: replicas fill at different paces (a writer's pushes, peers),
+      // so an honest replica may lack a dependency another one holds.
+      if (reached >= enough && this.#missingDependency() === undefined) break;
       try {
         await this.#pullFrom(replica);
         reached++;
@@ -742,13 +1131,23 @@ export class Vault {
         errors.push(error);
       }
     }
+    await this.#rebuildIfNeeded();
     if (reached < needed) {
       throw new E2ekvError(
         'UNAVAILABLE',
         `${reached} of ${this.#replicas.length} replicas answered, ${needed} needed: ${errors.map((e) => e.message).join('; ')}`,
       );
     }
-    this.#checkDependencies();
+    // Withholding is proven only when every replica answered and none served
+    // the dependency; while one is unreachable, the entry waits for it.
+    const missing = this.#missingDependency();
+    if (missing !== undefined && errors.length === 0) {
+      throw new E2ekvError(
+        'WITHHELD',
+        `entry ${missing.index} of device ${missing.device} depends on ${missing.needed} entries of device ${missing.on}, but the replicas served only ${missing.served}: a replica is withholding them`,
+        { details: { device: missing.on, needed: missing.needed, served: missing.served } },
+      );
+    }
   }
 
   /**
@@ -816,11 +1215,16 @@ export class Vault {
       let pulled;
       try {
         if (remote.size <= log.entries.length) {
-          // Nothing new, by the replica's unsigned claim; a claim below the pin
-          // or of another root at a size held here is judged on its signed checkpoint.
-          const below = remote.size < (log.pin?.size ?? 0);
-          if (below || (remote.size <= log.tree.size && !bytesEqual(remote.root, log.tree.root(remote.size)))) {
-            await this.#judgeCheckpoint(replica, info.cosigner, remote.device, log);
+          // Nothing new, by the replica's unsigned claim. A claim below what this
+          // replica proved before, or of another root at a size held here, is
+          // judged on its signed checkpoint; a consistent claim below what
+          // another replica proved is a replica that lags, not one that lies.
+          const previous = this.#provedBy(replica.url, remote.device, log);
+          if (
+            remote.size < previous ||
+            (remote.size <= log.tree.size && !bytesEqual(remote.root, log.tree.root(remote.size)))
+          ) {
+            await this.#judgeCheckpoint(replica, info.cosigner, remote.device, log, previous);
           }
           continue;
         }
@@ -855,11 +1259,25 @@ export class Vault {
       // Open every entry (fetching its blobs) before anything is kept: an entry
       // whose blob a replica withholds or altered must not reach the local
       // replica, which would then refuse to load.
-      let opened: OpenedWithBlobs[];
+      // An entry sealed in an epoch whose secret has not arrived yet is parked;
+      // its blobs are still fetched and checked now, for the same reason.
+      let opened: (OpenedWithBlobs | { parked: Uint8Array })[];
       try {
         opened = [];
-        for (const [i, bytes] of pulled.entries.entries())
-          opened.push(await this.#openEntry(start + i, bytes, replica));
+        for (const [i, bytes] of pulled.entries.entries()) {
+          try {
+            opened.push(await this.#openEntry(start + i, bytes, replica));
+          } catch (error) {
+            if (!(error instanceof MissingEpochKeyError)) throw error;
+            const entry = decodeEntry(bytes);
+            if (entry.type === 'data') {
+              for (const item of entry.items) {
+                if (item.value.kind === 'blob') await this.#blob(replica, item.value.hash, item.value.length);
+              }
+            }
+            opened.push({ parked: bytes });
+          }
+        }
       } catch (error) {
         // pullLog appended the new leaves to log.tree: take them back.
         log.tree = new MerkleTree(log.entries.map((bytes) => leafHash(bytes)));
@@ -871,14 +1289,21 @@ export class Vault {
       // shows who vouched for the checkpoint (restore verifies the device's alone).
       const pin = { ...pulled.pin, note: this.#keptNote(pulled.cosignedNote, log.device, [info.cosigner]) };
       log.pin = pin;
+      this.#recordProved(replica.url, remote.device, pin.size);
       if (own) this.#ownCheckpoint = pin;
       await this.#store?.setPin(this.id, remote.device, pin);
-      for (const [i, { opened: entry, blobs }] of opened.entries()) {
+      for (const [i, result] of opened.entries()) {
+        if ('parked' in result) {
+          log.parked.set(start + i, { bytes: result.parked, replica });
+          continue;
+        }
+        const { opened: entry, blobs } = result;
         if (blobs.length > 0 && own) this.#blobs.set(start + i, blobs);
         this.#clock.observe(entry.clock);
         log.waiting.set(start + i, entry);
       }
     }
+    await this.#unpark();
     this.#applyReady();
   }
 
@@ -889,7 +1314,13 @@ export class Vault {
    * notes as evidence; a checkpoint that agrees with this device means only the
    * unsigned claim lied (INTEGRITY).
    */
-  async #judgeCheckpoint(replica: ReplicaTransport, cosigner: Cosigner, device: string, log: LogState): Promise<void> {
+  async #judgeCheckpoint(
+    replica: ReplicaTransport,
+    cosigner: Cosigner,
+    device: string,
+    log: LogState,
+    previous: number,
+  ): Promise<void> {
     const note = await replica.checkpoint(this.id, device);
     const verified = await verifyDeviceCheckpoint(note, this.#vaultId, log.device, [cosigner]);
     if (verified.cosignatures.length === 0) {
@@ -897,9 +1328,9 @@ export class Vault {
     }
     const size = Number(verified.checkpoint.size);
     const pin = log.pin;
-    if (pin !== undefined && size < pin.size) {
+    if (pin !== undefined && size < previous) {
       throw new RollbackError(
-        `replica ${replica.url} presented a checkpoint of device ${device} of size ${size}, smaller than the ${pin.size} already verified: it lost or hides entries. Use another replica`,
+        `replica ${replica.url} presented a checkpoint of device ${device} of size ${size}, smaller than the ${previous} it proved before: it lost or hides entries. Use another replica`,
         { first: pin.note, second: note },
       );
     }
@@ -913,6 +1344,24 @@ export class Vault {
       'INTEGRITY',
       `replica ${replica.url} claims a state of device ${device}'s log that its own signed checkpoint (size ${size}) contradicts: the replica is faulty or lying. Use another replica`,
     );
+  }
+
+  /**
+   * The largest size of `device`'s log that `url` proved to this device (by a
+   * checkpoint it cosigned): below that, the replica rolled back. With a single
+   * replica every pin came from it, so the pin is that size even after a
+   * restart; with several, sizes are remembered for this session only, and a
+   * replica below another's proof is taken to lag.
+   */
+  #provedBy(url: string, device: string, log: LogState): number {
+    if (this.#replicas.length === 1) return log.pin?.size ?? 0;
+    return this.#proved.get(url)?.get(device) ?? 0;
+  }
+
+  #recordProved(url: string, device: string, size: number): void {
+    let sizes = this.#proved.get(url);
+    if (sizes === undefined) this.#proved.set(url, (sizes = new Map()));
+    sizes.set(device, Math.max(sizes.get(device) ?? 0, size));
   }
 
   /**
@@ -959,33 +1408,59 @@ export class Vault {
     return true;
   }
 
-  #checkDependencies(): void {
+  /** The first waiting entry that depends on more of a log than this device holds, if any. */
+  #missingDependency(): { device: string; index: number; on: string; needed: number; served: number } | undefined {
     for (const [hex, log] of this.#logs) {
       const next = log.waiting.get(log.applied);
       if (next === undefined) continue;
       for (const [device, size] of next.context) {
         const have = this.#logs.get(device)?.entries.length ?? 0;
-        if (have < size) {
-          throw new E2ekvError(
-            'WITHHELD',
-            `entry ${next.index} of device ${hex} depends on ${size} entries of device ${device}, but the replicas served only ${have}: a replica is withholding them`,
-            { details: { device, needed: size, served: have } },
-          );
-        }
+        if (have < size) return { device: hex, index: next.index, on: device, needed: size, served: have };
       }
     }
+    return undefined;
   }
 
   #apply(entry: QueuedEntry): void {
     if (entry.change !== undefined) {
-      this.#membership.record({ ...entry, change: entry.change });
+      const change = entry.change;
+      if (!this.#membership.record({ ...entry, change })) return;
+      if (change.op === 'remove') {
+        // Removal wins: entries of the removed device past the cut that were
+        // already applied (and whatever they made possible, which causal order
+        // applied after them) must not count any more. The state is rebuilt.
+        const member = toHex(change.member);
+        const cut = this.#membership.cutOf(member) ?? Infinity;
+        const removed = this.#logs.get(member);
+        if (removed !== undefined && removed.applied > cut && !this.#rebuilding) this.#needsRebuild = true;
+      } else if (change.op === 'epoch' && entry.epochSecret !== undefined) {
+        // Only a record that counts makes its secret one to write with, number new epochs from, or hand on.
+        this.#keys.addCounted(change.epoch, entry.epochSecret, [
+          entry.clock.wallMs,
+          entry.clock.counter,
+          entry.device,
+          entry.index,
+        ]);
+      }
       return;
     }
     const role = this.#membership.writerRole(entry.device, entry.index, entry.context);
+    const voided = this.#membership.isVoid(entry.device, entry.index);
+    if (voided) {
+      this.#rejected.push({ device: entry.device, index: entry.index, reason: 'removed', role: undefined });
+      this.#onWatchError(
+        new E2ekvError(
+          'PERMISSION_DENIED',
+          `entry ${entry.index} of device ${entry.device} was written after that device was removed from this vault (or concurrently with its removal): its writes are ignored`,
+          { details: { device: entry.device, index: entry.index } },
+        ),
+      );
+      return;
+    }
     if (role !== 'writer' && role !== 'admin') {
       // Verified and in its causal place, but not believed: the replica that
       // accepted it disagrees with the membership this device replayed.
-      this.#rejected.push({ device: entry.device, index: entry.index, role });
+      this.#rejected.push({ device: entry.device, index: entry.index, reason: 'not-a-writer', role });
       this.#onWatchError(
         new E2ekvError(
           'PERMISSION_DENIED',
@@ -1117,10 +1592,11 @@ export class Vault {
       const logs: VerifyReport['replicas'][number]['logs'] = [];
       for (const remote of state.logs) {
         const log = this.#log(remote.device);
-        if (remote.size < (log.pin?.size ?? 0) && remote.device !== this.#deviceHex) {
+        const previous = this.#provedBy(replica.url, remote.device, log);
+        if (remote.size < previous && remote.device !== this.#deviceHex) {
           throw new E2ekvError(
             'ROLLBACK',
-            `replica ${replica.url} serves ${remote.size} entries of device ${remote.device}, fewer than the ${log.pin?.size} already verified`,
+            `replica ${replica.url} serves ${remote.size} entries of device ${remote.device}, fewer than the ${previous} it proved before`,
           );
         }
         if (remote.size <= log.tree.size && !bytesEqual(remote.root, log.tree.root(remote.size))) {
@@ -1280,6 +1756,7 @@ export class Vault {
         waiting: new Map(),
         stored: 0,
         unpinned: [],
+        parked: new Map(),
       };
       this.#logs.set(deviceHex, log);
     }

@@ -2,11 +2,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import {
   EnvelopePurpose,
-  KeyNameBlinder,
   ValueKind,
   decodeEntry,
-  deriveBlindingKey,
-  deriveValueKey,
   ed25519PublicKeyFromSeed,
   encodeItemPayload,
   randomBytes,
@@ -17,16 +14,12 @@ import {
   type DataEntry,
 } from '@e2ekv/protocol';
 import { BLOB_THRESHOLD, openDataEntry, sealDataEntry, type VaultKeys, type Write } from '../src/entries.js';
+import { EpochKeyRing } from '../src/keyring.js';
 import { asyncCodeOf, codeOf } from '../../test/support/errors.js';
 
 const vaultId = randomBytes(32);
 const secret = randomBytes(32);
-const keys: VaultKeys = {
-  vaultId,
-  epoch: 0,
-  valueKeys: new Map([[0, deriveValueKey(secret, vaultId, 0)]]),
-  blinder: new KeyNameBlinder(deriveBlindingKey(secret, vaultId)),
-};
+const keys: VaultKeys = new EpochKeyRing(vaultId, secret);
 const device = ed25519PublicKeyFromSeed(randomBytes(32));
 const other = toHex(ed25519PublicKeyFromSeed(randomBytes(32)));
 
@@ -122,7 +115,7 @@ test('an item moved into another entry, or a name sealed under another key, is B
   // A member seals the name "b" under the blinded key of "a", at the right place.
   const blindedKey = keys.blinder.blind('a');
   const envelope = sealEnvelope(
-    keys.valueKeys.get(0)!,
+    keys.keysFor(0)[0]!,
     { vaultId, device, logIndex: 3n, epoch: 0, purpose: EnvelopePurpose.itemValue, item: 0, blindedKey },
     encodeItemPayload({ name: utf8('b'), kind: ValueKind.bytes, value: Uint8Array.of(9) }),
   );

@@ -718,12 +718,12 @@ test(
   async (device, vaultId) => {
     await device.nextAppend(vaultId, { values: 1 });
     const entry = device.entries(vaultId)[0]!.slice();
-    entry[15] = 3; // the type byte, after the 15-byte tag
+    entry[15] = 4; // the type byte, after the 15-byte tag
     device.rewind(vaultId, 0);
     await device.writeRaw(vaultId, () => entry);
   },
   'UNSUPPORTED_VERSION',
-  /unknown entry type 3/,
+  /unknown entry type 4/,
 );
 
 // ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ const invented = test.macro({
     );
     t.deepEqual(
       b.status().rejected,
-      rejected.map((index) => ({ device: key(malloryId), index, role })),
+      rejected.map((index) => ({ device: key(malloryId), index, reason: 'not-a-writer', role })),
     );
     t.is(errors.length, rejected.length);
     for (const [i, error] of errors.entries()) {
