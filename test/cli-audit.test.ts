@@ -14,7 +14,7 @@ import path from 'node:path';
 import test from 'ava';
 import { fromBase64 } from '../protocol/src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
-import { newHome, ok, runCli, shareWith } from './support/cli.js';
+import { inviteAndJoin, newHome, ok, runCli } from './support/cli.js';
 import { querySql, runSql } from './support/sqlite.js';
 import { repoRoot } from './support/paths.js';
 
@@ -109,7 +109,7 @@ test('vault info --json lists keys and cosigned checkpoints that an independent 
     const early = JSON.parse(ok(t, await runCli(a, ['vault', 'info', 'v', '--json']), 'a info').out) as Info;
     const earlyCheckpoint = early.logs.find((l) => l.device === aDevice)!.checkpoint!;
     t.is(earlyCheckpoint.size, 1);
-    await shareWith(a, b, 'v');
+    await inviteAndJoin(t, a, 'v', b);
     ok(t, await runCli(a, ['set', 'v', 'k2', 'two', '--ack', 'all']), 'a set');
     ok(t, await runCli(b, ['sync', 'v']), 'b sync');
     ok(t, await runCli(b, ['set', 'v', 'k3', 'from b', '--ack', 'all']), 'b set');

@@ -10,7 +10,7 @@ import path from 'node:path';
 import test from 'ava';
 import { fromHex } from '../protocol/src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
-import { newHome, ok, runCli, shareWith, type CliResult } from './support/cli.js';
+import { inviteAndJoin, newHome, ok, runCli, type CliResult } from './support/cli.js';
 import { querySql, runSql } from './support/sqlite.js';
 import { findSpellings, startRecordingProxy } from './support/tcp-proxy.js';
 
@@ -113,7 +113,7 @@ test('concurrent writes from two devices become siblings that resolve to the sam
       const [a, b] = [await newHome(t, dirs[0]!.dir), await newHome(t, dirs[1]!.dir)];
       ok(t, await runCli(a, ['vault', 'create', 'shared', '--server', server.url]), 'vault create');
       ok(t, await runCli(a, ['set', 'shared', 'before', 'from a']), 'set');
-      await shareWith(a, b, 'shared');
+      await inviteAndJoin(t, a, 'shared', b);
       t.is(ok(t, await runCli(b, ['get', 'shared', 'before']), 'b reads').out, 'from a\n');
 
       // Neither has seen the other's write: both stay on their device until they sync.
@@ -199,7 +199,7 @@ test('a replica whose stored entries, checkpoints or blobs were edited makes rea
     const [a, b] = [await newHome(t, dirs[0]!.dir), await newHome(t, dirs[1]!.dir)];
     ok(t, await runCli(a, ['vault', 'create', 'v', '--server', server.url]), 'create');
     ok(t, await runCli(a, ['set', 'v', 'k1', 'one']), 'set');
-    await shareWith(a, b, 'v');
+    await inviteAndJoin(t, a, 'v', b);
     t.is(ok(t, await runCli(b, ['get', 'v', 'k1']), 'b get').out, 'one\n');
     ok(t, await runCli(a, ['set', 'v', 'k3', 'three']), 'set');
     ok(t, await runCli(a, ['set', 'v', 'big', 'x'.repeat(10_000)]), 'set big');

@@ -28,12 +28,18 @@ const COMMANDS = [
   'vault create',
   'vault list',
   'vault info',
+  'vault invite',
+  'vault join',
+  'vault members',
+  'vault remove',
   'set',
   'get',
   'del',
   'ls',
   'sync',
   'verify',
+  'backup export',
+  'backup import',
 ];
 
 test('every command has help with a usage line and at least one example', async (t) => {

@@ -357,3 +357,130 @@ test('files: a keystore others can read is refused', async (t) => {
   t.truthy(await readKeystoreFile(file));
   await t.throwsAsync(readKeystoreFile(dir), { code: 'INVALID_ARGUMENT' });
 });
+
+test('later key epochs: kept in ascending order, omitted when there are none, byte for byte as specified', async (t) => {
+  const [a, b] = [randomBytes(32), randomBytes(32)];
+  // Two secrets of epoch 2 (two admins started it concurrently), in the order of their bytes.
+  const [low, high] = [a, b].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+  const one = randomBytes(32);
+  const withEpochs: KeystoreContents = {
+    identity: createIdentity(),
+    vaults: [
+      {
+        name: 'team',
+        vaultId: toHex(randomBytes(32)),
+        secret: randomBytes(32),
+        servers: ['https://a.example'],
+        epochs: [
+          { epoch: 1, secret: one },
+          { epoch: 2, secret: low! },
+          { epoch: 2, secret: high! },
+        ],
+      },
+      { name: 'plain', vaultId: toHex(randomBytes(32)), secret: randomBytes(32), servers: ['https://a.example'] },
+    ],
+  };
+  const text = await sealKeystore(withEpochs, passphrase, SCRYPT_MINIMUM);
+  t.deepEqual(await openKeystore(text, passphrase), withEpochs);
+  const json = JSON.parse(text) as Json;
+  const key = scrypt(utf8(passphrase), fromBase64(json.kdf['salt'] as string), { N: 2 ** 15, r: 8, p: 1, dkLen: 32 });
+  const body = nacl.secretbox.open(fromBase64(json['ciphertext'] as string), fromBase64(json['nonce'] as string), key);
+  const [team, plain] = withEpochs.vaults;
+  t.is(
+    new TextDecoder().decode(body!),
+    `{"identity":{"boxSecret":"${toBase64(withEpochs.identity.boxSecret)}","signingSeed":"${toBase64(withEpochs.identity.signingSeed)}"},` +
+      `"vaults":[{"epochs":[{"epoch":1,"secret":"${toBase64(one)}"},{"epoch":2,"secret":"${toBase64(low!)}"},` +
+      `{"epoch":2,"secret":"${toBase64(high!)}"}],"name":"team","secret":"${toBase64(team!.secret)}",` +
+      `"servers":["https://a.example"],"vaultId":"${team!.vaultId}"},` +
+      `{"name":"plain","secret":"${toBase64(plain!.secret)}","servers":["https://a.example"],"vaultId":"${plain!.vaultId}"}]}`,
+  );
+  // Sealing an empty list writes no "epochs" field: the record reads back without one.
+  const empty = { ...withEpochs, vaults: [{ ...plain!, epochs: [] }] };
+  const reopened = await openKeystore(await sealKeystore(empty, passphrase, SCRYPT_MINIMUM), passphrase);
+  t.false('epochs' in reopened.vaults[0]!);
+});
+
+test('later key epochs that break a rule are refused when sealing and when opening', async (t) => {
+  const seed = toBase64(randomBytes(32));
+  const s1 = toBase64(randomBytes(32));
+  const vault = { name: 'a', secret: seed, servers: ['https://a.example'], vaultId: 'ab'.repeat(32) };
+  const identity = { boxSecret: seed, signingSeed: seed };
+  const withEpochs = (epochs: unknown) => utf8(JSON.stringify({ identity, vaults: [{ epochs, ...vault }] }));
+  const [x, y] = [randomBytes(32), randomBytes(32)].sort((p, q) => Buffer.compare(Buffer.from(p), Buffer.from(q)));
+  const bodies: Record<string, Uint8Array> = {
+    'an empty list (absent is the one encoding)': withEpochs([]),
+    'not a list': withEpochs({ epoch: 1, secret: s1 }),
+    'epoch 0 (the record secret is epoch 0)': withEpochs([{ epoch: 0, secret: s1 }]),
+    'a fractional epoch': withEpochs([{ epoch: 1.5, secret: s1 }]),
+    'an epoch above 2^32 - 1': withEpochs([{ epoch: 2 ** 32, secret: s1 }]),
+    'a string epoch': withEpochs([{ epoch: '1', secret: s1 }]),
+    'descending epochs': withEpochs([
+      { epoch: 2, secret: s1 },
+      { epoch: 1, secret: s1 },
+    ]),
+    'one secret twice': withEpochs([
+      { epoch: 1, secret: s1 },
+      { epoch: 1, secret: s1 },
+    ]),
+    'two secrets of one epoch not in byte order': withEpochs([
+      { epoch: 1, secret: toBase64(y!) },
+      { epoch: 1, secret: toBase64(x!) },
+    ]),
+    'a short secret': withEpochs([{ epoch: 1, secret: toBase64(randomBytes(31)) }]),
+    'an unknown field': withEpochs([{ epoch: 1, secret: s1, note: 'x' }]),
+    'a missing secret': withEpochs([{ epoch: 1 }]),
+  };
+  for (const [what, body] of Object.entries(bodies)) {
+    await t.throwsAsync(openKeystore(sealRaw(body), passphrase), { code: 'MALFORMED', message: /contents/ }, what);
+  }
+  // The control: the same record with valid epochs opens.
+  const valid = await openKeystore(
+    sealRaw(
+      withEpochs([
+        { epoch: 1, secret: toBase64(x!) },
+        { epoch: 1, secret: toBase64(y!) },
+        { epoch: 7, secret: s1 },
+      ]),
+    ),
+    passphrase,
+  );
+  t.deepEqual(
+    valid.vaults[0]!.epochs!.map((e) => e.epoch),
+    [1, 1, 7],
+  );
+
+  const ok = contents();
+  const record = ok.vaults[0]!;
+  const sealBad: Record<string, KeystoreContents> = {
+    'epoch 0': { ...ok, vaults: [{ ...record, epochs: [{ epoch: 0, secret: randomBytes(32) }] }] },
+    descending: {
+      ...ok,
+      vaults: [
+        {
+          ...record,
+          epochs: [
+            { epoch: 3, secret: randomBytes(32) },
+            { epoch: 2, secret: randomBytes(32) },
+          ],
+        },
+      ],
+    },
+    'a short secret': { ...ok, vaults: [{ ...record, epochs: [{ epoch: 1, secret: randomBytes(16) }] }] },
+  };
+  for (const [what, bad] of Object.entries(sealBad)) {
+    await t.throwsAsync(sealKeystore(bad, passphrase, SCRYPT_MINIMUM), { code: 'INVALID_ARGUMENT' }, what);
+  }
+});
+
+test('a backup file handed to the keystore reader says what it is', async (t) => {
+  const text = edit(await sealed(), (j) => {
+    j['e2ekv-backup'] = j['e2ekv-keystore'];
+    delete j['e2ekv-keystore'];
+  });
+  const { error, derivations } = await openCounting(text);
+  t.like(error, {
+    code: 'MALFORMED',
+    message: 'this is an e2ekv backup, not a keystore: restore it with e2ekv backup import',
+  });
+  t.is(derivations, 0);
+});

@@ -3,8 +3,6 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { createClient, openKeystore, publicIdentity, sealKeystore } from '../../sdk/src/index.js';
-import { openFileLocalStore, readKeystoreFile, writeKeystoreFile } from '../../sdk/src/node/index.js';
 import { repoRoot } from './paths.js';
 
 const bin = path.join(repoRoot, 'sdk/src/cli/bin.ts');
@@ -62,27 +60,42 @@ export async function newHome(t: ExecutionContext, dir: string): Promise<string>
   return dir;
 }
 
+/** What `e2ekv whoami --json` says of a home's device. */
+export interface Who {
+  identity: string;
+  fingerprint: string;
+  device: string;
+}
+
+export async function whoami(t: ExecutionContext, home: string): Promise<Who> {
+  return JSON.parse(ok(t, await runCli(home, ['whoami', '--json']), 'whoami').out) as Who;
+}
+
 /**
- * Makes the device of `homeB` a writer of `vault` in `homeA` and gives it the
- * vault's access, as a person would by moving it between their devices (until
- * invitations exist). Acts as device A through A's own local replica, while no
- * CLI command runs.
+ * Invites the device of `invitee` into `vault` of `admin` with the CLI (vault
+ * invite, then vault join in the invitee's home under the same name) and
+ * returns the join's JSON.
  */
-export async function shareWith(homeA: string, homeB: string, vault: string): Promise<void> {
-  const a = await openKeystore((await readKeystoreFile(path.join(homeA, 'keystore.json')))!, TEST_PASSPHRASE);
-  const bFile = path.join(homeB, 'keystore.json');
-  const b = await openKeystore((await readKeystoreFile(bFile))!, TEST_PASSPHRASE);
-  const access = a.vaults.find((v) => v.name === vault)!;
-  const store = await openFileLocalStore(path.join(homeA, 'replicas'));
-  try {
-    const client = await createClient({ identity: a.identity, servers: access.servers, store });
-    const opened = await client.openVault({ vaultId: access.vaultId, secret: access.secret });
-    await opened.addMember(publicIdentity(b.identity), 'writer', { ack: 'all' });
-  } finally {
-    await store.close();
-  }
-  await writeKeystoreFile(
-    bFile,
-    await sealKeystore({ ...b, vaults: [...b.vaults, access] }, TEST_PASSPHRASE, { logN: 15, r: 8, p: 1 }),
-  );
+export async function inviteAndJoin(
+  t: ExecutionContext,
+  admin: string,
+  vault: string,
+  invitee: string,
+  role: 'reader' | 'writer' | 'admin' = 'writer',
+): Promise<{ name: string; role: string; inviterFingerprint: string }> {
+  const { identity } = await whoami(t, invitee);
+  const token = ok(t, await runCli(admin, ['vault', 'invite', vault, '--to', identity, '--role', role]), 'invite');
+  const joined = ok(t, await runCli(invitee, ['vault', 'join', token.out.trim(), '--name', vault, '--json']), 'join');
+  return JSON.parse(joined.out) as { name: string; role: string; inviterFingerprint: string };
+}
+
+/** The backup passphrase tests give through $E2EKV_BACKUP_PASSPHRASE. */
+export const TEST_BACKUP_PASSPHRASE = 'test only: backup glyph harbor ivory jungle';
+
+/** The number of entries each device's log has, as `vault info --json` of `home` shows them. */
+export async function logSizes(t: ExecutionContext, home: string, vault: string): Promise<Map<string, number>> {
+  const info = JSON.parse(ok(t, await runCli(home, ['vault', 'info', vault, '--json']), 'vault info').out) as {
+    logs: { device: string; entries: number }[];
+  };
+  return new Map(info.logs.map((l) => [l.device, l.entries]));
 }

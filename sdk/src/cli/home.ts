@@ -78,7 +78,10 @@ function alive(pid: number): boolean {
   }
 }
 
-/** An unlocked keystore and how to save changes to it (re-sealed with the same passphrase). */
+/**
+ * An unlocked keystore and how to save changes to it (re-sealed with the same
+ * passphrase); `contents` is what was last read or saved.
+ */
 export interface Unlocked {
   contents: KeystoreContents;
   save(contents: KeystoreContents): Promise<void>;
@@ -91,11 +94,14 @@ export async function unlock(home: Home, io: CliIo): Promise<Unlocked> {
   }
   const params = scryptParamsOf(text);
   const passphrase = await readPassphrase(io, `Passphrase for ${home.keystoreFile}: `);
-  const contents = await openKeystore(text, passphrase);
-  return {
-    contents,
-    save: async (next) => writeKeystoreFile(home.keystoreFile, await sealKeystore(next, passphrase, params)),
+  const unlocked: Unlocked = {
+    contents: await openKeystore(text, passphrase),
+    save: async (next) => {
+      await writeKeystoreFile(home.keystoreFile, await sealKeystore(next, passphrase, params));
+      unlocked.contents = next;
+    },
   };
+  return unlocked;
 }
 
 export async function createKeystore(
@@ -103,7 +109,7 @@ export async function createKeystore(
   io: CliIo,
   contents: KeystoreContents,
   params: ScryptParams = SCRYPT_DEFAULT,
-): Promise<void> {
+): Promise<Unlocked> {
   if ((await readKeystoreFile(home.keystoreFile)) !== undefined) {
     throw new E2ekvError(
       'CONFLICT',
@@ -114,6 +120,19 @@ export async function createKeystore(
     confirm: true,
   });
   await writeKeystoreFile(home.keystoreFile, await sealKeystore(contents, passphrase, params));
+  const unlocked: Unlocked = {
+    contents,
+    save: async (next) => {
+      await writeKeystoreFile(home.keystoreFile, await sealKeystore(next, passphrase, params));
+      unlocked.contents = next;
+    },
+  };
+  return unlocked;
+}
+
+/** Whether the home has a keystore (checked like unlock reads it: owner-only, a regular file). */
+export async function hasKeystore(home: Home): Promise<boolean> {
+  return (await readKeystoreFile(home.keystoreFile)) !== undefined;
 }
 
 // Re-sealing keeps the parameters the file had (openKeystore refused any below the minimum).

@@ -6,15 +6,35 @@
 import { parseArgs } from 'node:util';
 import { E2ekvError, isE2ekvError } from '@e2ekv/protocol';
 import { type Command, type CommandContext } from './command.js';
+import { backupExport, backupImport } from './commands/backup.js';
 import { del, get, ls, set, sync, verify } from './commands/data.js';
 import { init, whoami } from './commands/identity.js';
+import { vaultInvite, vaultJoin, vaultMembers, vaultRemove } from './commands/sharing.js';
 import { vaultCreate, vaultInfo, vaultList } from './commands/vaults.js';
 import { homeOf } from './home.js';
 import { type CliIo, UsageError, write } from './io.js';
 
 export const VERSION = '0.1.0';
 
-const commands: readonly Command[] = [init, whoami, vaultCreate, vaultList, vaultInfo, set, get, del, ls, sync, verify];
+const commands: readonly Command[] = [
+  init,
+  whoami,
+  vaultCreate,
+  vaultList,
+  vaultInfo,
+  vaultInvite,
+  vaultJoin,
+  vaultMembers,
+  vaultRemove,
+  set,
+  get,
+  del,
+  ls,
+  sync,
+  verify,
+  backupExport,
+  backupImport,
+];
 
 export const EXIT = {
   ok: 0,
@@ -58,7 +78,8 @@ function overview(): string {
     ...commands.map((c) => `  ${usageLine(c).padEnd(width)}  ${c.summary}`),
     '',
     'Options for every command: --json (machine-readable output), --help',
-    'Environment: E2EKV_HOME (default ~/.e2ekv), E2EKV_PASSPHRASE (else asked on the terminal)',
+    'Environment: E2EKV_HOME (default ~/.e2ekv), E2EKV_PASSPHRASE (else asked on the terminal),',
+    '             E2EKV_BACKUP_PASSPHRASE (backup export and import; else asked on the terminal)',
     'Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 integrity violation, 5 unavailable, 6 permission denied',
     '',
     'Start:',
@@ -66,6 +87,11 @@ function overview(): string {
     '  e2ekv vault create notes --server http://127.0.0.1:7400',
     '  e2ekv set notes greeting "hello"',
     '  e2ekv get notes greeting',
+    '',
+    'Share:',
+    '  e2ekv whoami                                          (on the other device: its identity string)',
+    '  e2ekv vault invite notes --to IDENTITY --role writer  (prints a token to send)',
+    '  e2ekv vault join TOKEN --name notes                   (on the other device)',
     '',
     'e2ekv help COMMAND shows a command with examples.',
     '',
@@ -120,9 +146,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     const found = lookup(argv);
     if (found === undefined) {
-      const group = argv[0] === 'vault' ? 'vault create, vault list or vault info' : undefined;
+      const group = commands.filter((c) => c.name.startsWith(`${argv[0] ?? ''} `)).map((c) => c.name);
       throw new UsageError(
-        group !== undefined ? `"vault" needs a subcommand: ${group}` : `there is no command "${argv[0] ?? ''}"`,
+        group.length > 0
+          ? `"${argv[0] ?? ''}" needs a subcommand: ${group.slice(0, -1).join(', ')} or ${group[group.length - 1]!}`
+          : `there is no command "${argv[0] ?? ''}"`,
       );
     }
     const { command, rest } = found;

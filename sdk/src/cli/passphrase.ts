@@ -6,16 +6,27 @@
 import { E2ekvError } from '@e2ekv/protocol';
 import { type CliIo, write } from './io.js';
 
-export async function readPassphrase(io: CliIo, prompt: string, options: { confirm?: boolean } = {}): Promise<string> {
-  const fromEnv = io.env['E2EKV_PASSPHRASE'];
+export interface PassphraseOptions {
+  /** Ask twice on a terminal (a new passphrase). */
+  confirm?: boolean;
+  /** The variable scripts set instead (default E2EKV_PASSPHRASE). */
+  env?: string;
+  /** What the passphrase unlocks, for messages (default "the keystore"). */
+  what?: string;
+}
+
+export async function readPassphrase(io: CliIo, prompt: string, options: PassphraseOptions = {}): Promise<string> {
+  const variable = options.env ?? 'E2EKV_PASSPHRASE';
+  const what = options.what ?? 'the keystore';
+  const fromEnv = io.env[variable];
   if (fromEnv !== undefined) {
-    if (fromEnv.length === 0) throw new E2ekvError('INVALID_ARGUMENT', '$E2EKV_PASSPHRASE is set but empty');
+    if (fromEnv.length === 0) throw new E2ekvError('INVALID_ARGUMENT', `$${variable} is set but empty`);
     return fromEnv;
   }
   if (io.stdin.isTTY !== true || io.stdin.setRawMode === undefined) {
     throw new E2ekvError(
       'INVALID_ARGUMENT',
-      'the keystore passphrase is needed but there is no terminal to ask on: set $E2EKV_PASSPHRASE',
+      `the passphrase of ${what} is needed but there is no terminal to ask on: set $${variable}`,
     );
   }
   const first = await promptHidden(io, prompt);

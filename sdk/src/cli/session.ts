@@ -9,6 +9,7 @@ import type { StoredVaultAccess } from '../keystore.js';
 import type { LocalStore } from '../local/adapter.js';
 import { openFileLocalStore } from '../local/file.js';
 import type { Vault } from '../vault.js';
+import { vaultAccessOf, withGainedSecrets } from './access.js';
 import { type Home, type Unlocked, unlock, withHomeLock } from './home.js';
 import type { CliIo } from './io.js';
 
@@ -19,6 +20,8 @@ export interface Session {
   store: LocalStore;
   access: StoredVaultAccess;
   servers: string[];
+  /** Vaults opened in this session: the secrets they learnt are kept when it ends (keepSecrets). */
+  opened: Vault[];
 }
 
 export function findVault(keystore: Unlocked, name: string): StoredVaultAccess {
@@ -48,7 +51,11 @@ export function checkServerUrls(urls: readonly string[]): string[] {
   });
 }
 
-/** Runs `work` with the home locked and unlocked and the vault's client ready; closes the store after. */
+/**
+ * Runs `work` with the home locked and unlocked and the vault's client ready;
+ * then keeps in the keystore any key-epoch secret an opened vault learnt; closes
+ * the store.
+ */
 export async function withVaultSession<T>(
   io: CliIo,
   home: Home,
@@ -63,7 +70,17 @@ export async function withVaultSession<T>(
     const store = await openFileLocalStore(home.replicasDir);
     try {
       const client = await createClient({ identity: keystore.contents.identity, servers, store });
-      return await work({ home, keystore, client, store, access, servers });
+      const session: Session = { home, keystore, client, store, access, servers, opened: [] };
+      let result: T;
+      try {
+        result = await work(session);
+      } catch (error) {
+        // Secrets learnt from verified epoch records are worth keeping even when the command failed later.
+        await keepSecrets(session).catch(() => undefined);
+        throw error;
+      }
+      await keepSecrets(session);
+      return result;
     } finally {
       await store.close();
     }
@@ -71,6 +88,37 @@ export async function withVaultSession<T>(
 }
 
 /** Opens the session's vault: syncing first, or (sync false) from the local replica alone. */
-export function openSessionVault(session: Session, sync: boolean): Promise<Vault> {
-  return session.client.openVault({ vaultId: session.access.vaultId, secret: session.access.secret }, { sync });
+export async function openSessionVault(session: Session, sync: boolean): Promise<Vault> {
+  const vault = await session.client.openVault(vaultAccessOf(session.access), { sync });
+  session.opened.push(vault);
+  return vault;
+}
+
+/**
+ * Saves into the keystore the key-epoch secrets the session's vaults hold and
+ * the keystore does not: a new epoch this device started (vault remove), or
+ * one it unwrapped from another admin's epoch record in the log.
+ *
+ * The local replica keeps those records, so this is not needed to read again
+ * tomorrow; it makes the keystore (and so a backup made from it) hold every
+ * secret by itself. The local replica is a cache the CLI tells people to delete
+ * when it is damaged, and a device removed since can no longer fetch the
+ * records again; logs may also be compacted one day (SPEC.md open question 8).
+ * It costs one scrypt derivation, only when a secret was gained.
+ */
+export async function keepSecrets(session: Session): Promise<void> {
+  for (const vault of session.opened) {
+    const current = session.keystore.contents.vaults.find(
+      (v) => v.name === session.access.name && v.vaultId === vault.id,
+    );
+    if (current === undefined) continue;
+    const gained = withGainedSecrets(current, vault.access());
+    if (gained === undefined) continue;
+    const contents = session.keystore.contents;
+    await session.keystore.save({
+      ...contents,
+      vaults: contents.vaults.map((v) => (v === current ? gained : v)),
+    });
+    session.access = gained;
+  }
 }

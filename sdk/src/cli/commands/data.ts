@@ -32,6 +32,7 @@ import {
   serverOption,
   serversOf,
 } from '../command.js';
+import { vaultAccessOf } from '../access.js';
 import { UsageError, readAll, write } from '../io.js';
 import { type Session, openSessionVault, withVaultSession } from '../session.js';
 import { timeText } from './vaults.js';
@@ -419,7 +420,8 @@ async function auditReplicas(session: Session, vaultName: string): Promise<Audit
   if (reachable.length === 0) return report;
 
   const client = await createClient({ identity, servers: reachable, store: session.store });
-  const vault = await client.openVault({ vaultId, secret: session.access.secret }, { sync: false });
+  const vault = await client.openVault(vaultAccessOf(session.access), { sync: false });
+  session.opened.push(vault);
   const before = await vault.auditInfo();
   try {
     await vault.verify();

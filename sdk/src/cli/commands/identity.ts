@@ -1,5 +1,5 @@
 /** `e2ekv init` and `e2ekv whoami`: this device's identity. */
-import { toHex } from '@e2ekv/protocol';
+import { formatIdentityString, identityFingerprint, toHex } from '@e2ekv/protocol';
 import { createIdentity, publicIdentity } from '../../identity.js';
 import { SCRYPT_DEFAULT, SCRYPT_MINIMUM } from '../../keystore.js';
 import { type Command, print } from '../command.js';
@@ -41,13 +41,17 @@ export const init: Command = {
       createKeystore(ctx.home, ctx.io, { identity, vaults: [] }, { ...SCRYPT_DEFAULT, logN }),
     );
     const device = toHex(pub.signingKey);
+    const identityString = formatIdentityString(pub);
+    const fingerprint = identityFingerprint(pub);
     await print(
       ctx,
-      { device, boxKey: toHex(pub.boxKey), keystore: ctx.home.keystoreFile },
+      { device, boxKey: toHex(pub.boxKey), identity: identityString, fingerprint, keystore: ctx.home.keystoreFile },
       () =>
         `Created a device identity in ${ctx.home.keystoreFile}\n` +
-        `device ${device}\n` +
-        `Next: e2ekv vault create NAME --server URL\n`,
+        `device      ${device}\n` +
+        `identity    ${identityString}\n` +
+        `fingerprint ${fingerprint}\n` +
+        `Next: e2ekv vault create NAME --server URL, or give the identity to an admin to be invited\n`,
     );
     return 0;
   },
@@ -56,7 +60,13 @@ export const init: Command = {
 export const whoami: Command = {
   name: 'whoami',
   args: '',
-  summary: "show this device's identity and where its keystore is",
+  summary: "show this device's identity string and fingerprint, and where its keystore is",
+  details: [
+    'The identity string (e2ekv-id1-...) is what an admin needs to invite this device:',
+    '  e2ekv vault invite NAME --to IDENTITY',
+    'The fingerprint is what two people read to each other (by voice, in person) to check that the',
+    'identity string that reached the other side is this one and not a substitute.',
+  ],
   examples: ['e2ekv whoami', 'e2ekv whoami --json'],
   options: {},
   optionHelp: [],
@@ -66,12 +76,19 @@ export const whoami: Command = {
     const pub = publicIdentity(keystore.contents.identity);
     const device = toHex(pub.signingKey);
     const boxKey = toHex(pub.boxKey);
+    const identity = formatIdentityString(pub);
+    const fingerprint = identityFingerprint(pub);
     const vaults = keystore.contents.vaults.map((v) => v.name);
-    await print(
-      ctx,
-      { device, boxKey, home: ctx.home.dir, vaults },
-      () =>
-        `device  ${device}\nbox key ${boxKey}\nhome    ${ctx.home.dir}\nvaults  ${vaults.length === 0 ? '(none)' : vaults.join(', ')}\n`,
+    await print(ctx, { identity, fingerprint, device, boxKey, home: ctx.home.dir, vaults }, () =>
+      [
+        `identity    ${identity}`,
+        `fingerprint ${fingerprint}`,
+        `device      ${device}`,
+        `box key     ${boxKey}`,
+        `home        ${ctx.home.dir}`,
+        `vaults      ${vaults.length === 0 ? '(none)' : vaults.join(', ')}`,
+        '',
+      ].join('\n'),
     );
     return 0;
   },

@@ -19,6 +19,12 @@ import { checkServerUrls, openSessionVault, withVaultSession } from '../session.
 // Names are typed on command lines and shown in lists: keep them plain.
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+export function checkVaultName(name: string): void {
+  if (!NAME.test(name)) {
+    throw new UsageError(`vault names are 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+  }
+}
+
 export const vaultCreate: Command = {
   name: 'vault create',
   args: 'NAME --server URL...',
@@ -33,9 +39,7 @@ export const vaultCreate: Command = {
   positionals: { min: 1, max: 1 },
   async run(ctx) {
     const name = ctx.positionals[0]!;
-    if (!NAME.test(name)) {
-      throw new UsageError(`vault names are 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit`);
-    }
+    checkVaultName(name);
     const servers = checkServerUrls(serversOf(ctx));
     if (servers.length === 0) throw new UsageError('vault create needs at least one --server URL');
     const created = await withHomeLock(ctx.home, async () => {
