@@ -32,12 +32,9 @@ import { Readable } from 'node:stream';
 import type { ExecutionContext, TestFn } from 'ava';
 import {
   E2ekvError,
-  KeyNameBlinder,
   MerkleTree,
   cosignatureMessage,
   cosignerKeyId,
-  deriveBlindingKey,
-  deriveValueKey,
   deviceCheckpointSigner,
   ed25519Signer,
   encodeEntry,
@@ -49,17 +46,22 @@ import {
   parseCosignerVkey,
   parseLogOrigin,
   parseNote,
+  randomBytes,
+  sealEpochRecord,
   signDeviceCheckpoint,
   signNote,
   toBase64,
   toHex,
+  vaultIdOf,
   type Cosigner,
   type ErrorCode,
   type MembershipChange,
   type Note,
 } from '../../protocol/src/index.js';
 import { sealDataEntry, type VaultKeys } from '../../sdk/src/entries.js';
-import { publicIdentity, type Identity } from '../../sdk/src/index.js';
+import { EpochKeyRing } from '../../sdk/src/keyring.js';
+import { publicIdentity, type Identity, type PublicIdentity } from '../../sdk/src/index.js';
+import { ReplicaTransport } from '../../sdk/src/transport.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { listen } from './listen.js';
 
@@ -399,6 +401,107 @@ export class HostileReplica {
     return this.serveLog({ ...options, entries, note: this.deviceNote(vault, device, size) });
   }
 
+  /** The devices whose logs passed through this replica (appends it forwarded and the real server took). */
+  knownDevices(vault: string): string[] {
+    const prefix = `${vault}/`;
+    return [...this.#logs.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+
+  /**
+   * A log as it passed through this replica, at `size` or else at the largest
+   * device-signed checkpoint that passed through: what serveLogs serves.
+   */
+  knownLog(vault: string, device: string, size?: number): ServedLog {
+    const notes = this.#logs.get(`${vault}/${device}`)?.notes;
+    const at = size ?? Math.max(-1, ...(notes?.keys() ?? []));
+    if (at < 0) throw new Error(`no checkpoint of ${device} passed through this replica`);
+    const entries = this.knownEntries(vault, device).slice(0, at);
+    if (entries.length !== at) throw new Error(`only ${entries.length} entries of ${device} passed through here`);
+    return { device, entries, note: this.deviceNote(vault, device, at) };
+  }
+
+  /** The signed genesis of a vault (base64), from its creation or a state answer that passed through here. */
+  knownGenesis(vault: string): string {
+    for (const { request, answer } of this.exchanges) {
+      if (answer.status !== 200 && answer.status !== 201) continue;
+      if (request.route === 'vault' && request.vault === vault) {
+        return (JSON.parse(answer.body.toString('utf8')) as VaultStateJson).genesis;
+      }
+      if (request.route === 'create-vault') {
+        const { genesis } = JSON.parse(request.body.toString('utf8')) as { genesis: string };
+        const signed = fromBase64(genesis);
+        if (toHex(vaultIdOf(signed.subarray(0, signed.length - 64))) === vault) return genesis;
+      }
+    }
+    throw new Error(`the genesis of vault ${vault} never passed through this replica`);
+  }
+
+  /**
+   * serveLog for several logs at once (interceptions do not compose: the
+   * latest one that matches a request handles it alone, so two serveLogs
+   * would each hide the other's log from the vault state). With `genesis`,
+   * the vault state is made up here and lists `logs` only, so that it serves
+   * a client the real server refuses (a removed device, a device never
+   * added); without, the real server's state is rewritten.
+   */
+  serveLogs(options: {
+    vault: string;
+    logs: readonly ServedLog[];
+    /** Only to this client (device hex); others see the real server. */
+    client?: string;
+    /** The vault's signed genesis, base64 (knownGenesis). */
+    genesis?: string;
+  }): Interception {
+    const { vault, genesis } = options;
+    const only = options.client === undefined ? {} : { client: options.client };
+    const logs = new Map(
+      options.logs.map((log) => {
+        const entries = [...log.entries];
+        return [log.device, { note: log.note, entries, tree: new MerkleTree(entries.map((e) => leafHash(e))) }];
+      }),
+    );
+    const list = (real: VaultStateJson['logs']) =>
+      [
+        ...real.filter((l) => !logs.has(l.device)),
+        ...[...logs].map(([device, log]) => ({ device, size: log.entries.length, root: toBase64(log.tree.root()) })),
+      ].sort((a, b) => (a.device < b.device ? -1 : 1));
+    const state =
+      genesis === undefined
+        ? this.rewriteJson<VaultStateJson>({ route: 'vault', vault, ...only }, (json) => {
+            json.logs = list(json.logs);
+          })
+        : this.answer({ route: 'vault', vault, ...only }, () => jsonAnswer({ genesis, logs: list([]) }));
+    const served = (request: HostileRequest) => request.log !== undefined && logs.has(request.log);
+    const pages = this.answer({ route: 'entries', vault, ...only, when: served }, async (request) => {
+      const { entries, tree, note } = logs.get(request.log!)!;
+      const size = entries.length;
+      const start = Number(request.query.get('start') ?? '0');
+      const end = Math.min(size, Number(request.query.get('end') ?? String(start + 1024)));
+      const from = request.query.get('proofFrom');
+      const proofFrom = from === null ? undefined : Number(from);
+      if (proofFrom !== undefined && proofFrom > size) {
+        return errorAnswer(400, 'INVALID_ARGUMENT', `proofFrom ${proofFrom} is larger than the log`, { size });
+      }
+      const indices = Array.from({ length: Math.max(0, end - start) }, (_, i) => start + i);
+      return jsonAnswer({
+        checkpoint: await this.cosign(note),
+        start,
+        entries: indices.map((i) => toBase64(entries[i]!)),
+        inclusionProofs: indices.map((i) => tree.inclusionProof(i, size).map((h) => toBase64(h))),
+        consistencyProof:
+          proofFrom !== undefined && proofFrom > 0 && proofFrom < size
+            ? tree.consistencyProof(proofFrom, size).map((h) => toBase64(h))
+            : [],
+      });
+    });
+    const checkpoints = this.answer({ route: 'checkpoint', vault, ...only, when: served }, async (request) => ({
+      status: 200,
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      body: Buffer.from(await this.cosign(logs.get(request.log!)!.note), 'utf8'),
+    }));
+    return new Interception([state, pages, checkpoints]);
+  }
+
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const chunks: Buffer[] = [];
@@ -553,6 +656,13 @@ export interface VaultStateJson {
   logs: { device: string; size: number; root: string }[];
 }
 
+/** A log a replica serves: entries and a device-signed checkpoint of them (serveLogs cosigns it). */
+export interface ServedLog {
+  device: string;
+  entries: readonly Uint8Array[];
+  note: string;
+}
+
 export function jsonAnswer(value: unknown, status = 200): Answer {
   return {
     status,
@@ -642,12 +752,7 @@ export async function rejects(
 /** The keys of a vault, as a member derives them from its first epoch's secret. */
 export function vaultKeys(access: { vaultId: string; secret: Uint8Array }): VaultKeys {
   const vaultId = fromHex(access.vaultId);
-  return {
-    vaultId,
-    epoch: 0,
-    valueKeys: new Map([[0, deriveValueKey(access.secret, vaultId, 0)]]),
-    blinder: new KeyNameBlinder(deriveBlindingKey(access.secret, vaultId)),
-  };
+  return new EpochKeyRing(vaultId, access.secret);
 }
 
 /** A data entry at `index` of `identity`'s log, sealed as the SDK seals one. */
@@ -685,6 +790,59 @@ export function membershipAs(
     clock: { wallMs: BigInt(Date.now()), counter: index },
     context: contextOf(context),
     change,
+  });
+}
+
+/**
+ * An epoch record (SPEC.md 21.3) at `index` of `identity`'s log, starting
+ * `epoch` with `secret` wrapped for `recipients`: what an admin writes, or
+ * what anyone holding a device key can sign.
+ */
+export function epochRecordAs(
+  identity: Identity,
+  vaultId: string,
+  index: number,
+  epoch: number,
+  recipients: readonly PublicIdentity[],
+  context: Readonly<Record<string, number>> = {},
+  secret: Uint8Array = randomBytes(32),
+): Uint8Array {
+  return encodeEntry(
+    sealEpochRecord({
+      vaultId: fromHex(vaultId),
+      device: publicIdentity(identity).signingKey,
+      index: BigInt(index),
+      epoch,
+      clock: { wallMs: BigInt(Date.now()), counter: index },
+      context: contextOf(context),
+      secret,
+      recipients,
+    }),
+  );
+}
+
+/**
+ * Appends `log.slice(start)` to `identity`'s log on the replica at `url` (the
+ * real server, to see what an honest replica answers), as the device itself
+ * would: a request it signs, its signed checkpoint of the whole `log`, the
+ * consistency proof from `start`. Resolves to the cosigned checkpoint; a
+ * refusal is the replica's ReplicaError (its code and HTTP status).
+ */
+export async function appendAs(
+  url: string,
+  identity: Identity,
+  vaultId: string,
+  log: readonly Uint8Array[],
+  start = 0,
+): Promise<string> {
+  const transport = new ReplicaTransport({ url, signer: await ed25519Signer(identity.signingSeed) });
+  const tree = new MerkleTree(log.map((e) => leafHash(e)));
+  return transport.append(vaultId, {
+    start,
+    entries: log.slice(start),
+    blobs: [],
+    checkpoint: await signLogAs(identity, vaultId, log),
+    consistencyProof: start > 0 ? tree.consistencyProof(start, log.length) : [],
   });
 }
 
