@@ -4,6 +4,10 @@
  * "append"). Every check runs before the first write, so a refused append
  * leaves storage as it was; the one exception is equivocation, whose evidence
  * is the point of refusing.
+ *
+ * Who may append what is membership.ts's state, checked entry by entry (a
+ * batch may change its own writer's role): data needs a writer or admin,
+ * membership entries and epoch records (SPEC.md 21.3) an admin.
  */
 import {
   E2ekvError,
@@ -61,9 +65,11 @@ export class Acceptor {
   readonly #rate: TokenBuckets;
   // One append at a time per log, so that two cannot both pass the start check.
   readonly #logLocks = new KeyedLock();
-  // One membership-changing append at a time per vault, so that the membership
-  // cache sees the changes in the order storage accepted them.
-  readonly #membershipLocks = new KeyedLock();
+  // Per vault: appends with membership entries or epoch records hold it
+  // exclusively, so that the membership cache sees changes in the order storage
+  // accepted them; data appends hold it shared from their permission check to
+  // their write, so that none checked before a removal is stored after it.
+  readonly #vaultLocks = new KeyedRwLock();
 
   constructor(options: AcceptorOptions) {
     this.#storage = options.storage;
@@ -87,12 +93,20 @@ export class Acceptor {
   /**
    * Verifies and stores a batch of the device's own log, then cosigns its
    * checkpoint. `deviceHex` is the authenticated device, which is also the log.
+   * `fromPeer`: the batch comes from a replication peer (peers.ts); it is
+   * verified exactly the same, but not counted against the device's append
+   * rate, which the replica that accepted it from the device already applied.
    */
-  async append(vaultIdHex: string, deviceHex: string, request: AppendRequest): Promise<AppendResult> {
+  async append(
+    vaultIdHex: string,
+    deviceHex: string,
+    request: AppendRequest,
+    options: { fromPeer?: boolean } = {},
+  ): Promise<AppendResult> {
     const vaultId = parseKey(vaultIdHex, 'vault id');
     const device = parseKey(deviceHex, 'device key');
     await this.#requireVault(vaultIdHex);
-    if (!this.#rate.take(deviceHex, this.#now())) {
+    if (options.fromPeer !== true && !this.#rate.take(deviceHex, this.#now())) {
       throw new E2ekvError(
         'RATE_LIMITED',
         `device ${deviceHex} sent more than ${this.#limits.appendsPerMinutePerDevice} appends a minute: wait and retry, or send larger batches`,
@@ -101,6 +115,29 @@ export class Acceptor {
     return this.#logLocks.run(logKey(vaultIdHex, deviceHex), () =>
       this.#appendToLog({ vaultId, vaultIdHex, device, deviceHex, request }),
     );
+  }
+
+  /**
+   * For replication (peers.ts): the log's root at size `from` and the
+   * consistency proof from `from` to `to` (empty when they are equal), for
+   * 0 < from <= to <= the stored size.
+   */
+  async rangeProof(
+    vaultIdHex: string,
+    deviceHex: string,
+    from: number,
+    to: number,
+  ): Promise<{ fromRoot: Uint8Array; proof: Uint8Array[] }> {
+    parseKey(vaultIdHex, 'vault id');
+    parseKey(deviceHex, 'device key');
+    checkIndex(from, 'from');
+    checkIndex(to, 'to');
+    const head = await this.#storage.getHead(vaultIdHex, deviceHex);
+    if (from === 0 || from > to || to > (head?.size ?? 0)) {
+      throw new E2ekvError('INVALID_ARGUMENT', `no proof from size ${from} to ${to} of a log of ${head?.size ?? 0}`);
+    }
+    const tree = await this.#trees.get(vaultIdHex, deviceHex, head!.size, false);
+    return { fromRoot: tree.root(from), proof: from < to ? tree.consistencyProof(from, to) : [] };
   }
 
   /** The log's head checkpoint with a fresh cosignature by this replica; undefined for an empty log. */
@@ -181,13 +218,16 @@ export class Acceptor {
   // Runs with the log's lock held.
   async #appendToLog(a: PendingAppend): Promise<AppendResult> {
     const { vaultIdHex, deviceHex, request } = a;
-    const role = await this.#membership.roleOf(vaultIdHex, deviceHex);
+    const state = await this.#membership.state(vaultIdHex);
+    const role = state?.roleAt(deviceHex, BigInt(request.start));
     if (role === undefined || role === 'reader') {
       throw new E2ekvError(
         'PERMISSION_DENIED',
-        role === undefined
-          ? `device ${deviceHex} is not a member of this vault: an admin must add it first`
-          : `device ${deviceHex} is a reader of this vault: readers cannot write`,
+        role === 'reader'
+          ? `device ${deviceHex} is a reader of this vault: readers cannot write`
+          : state?.isRemoved(deviceHex) === true
+            ? `device ${deviceHex} was removed from this vault: it may not append entries at or after the point of its removal`
+            : `device ${deviceHex} is not a member of this vault: an admin must add it first`,
       );
     }
     const head = await this.#storage.getHead(vaultIdHex, deviceHex);
@@ -201,8 +241,8 @@ export class Acceptor {
     }
     const entries = this.#decodeBatch(a);
     const membershipEntries = entries.filter((e): e is MembershipEntry => e.type === 'membership');
-    if (membershipEntries.length === 0) return this.#checkAndStore(a, head, entries, []);
-    return this.#membershipLocks.run(vaultIdHex, () => this.#checkAndStore(a, head, entries, membershipEntries));
+    const exclusive = entries.some((e) => e.type !== 'data');
+    return this.#vaultLocks.run(vaultIdHex, exclusive, () => this.#checkAndStore(a, head, entries, membershipEntries));
   }
 
   #decodeBatch({ vaultId, device, request }: PendingAppend): Entry[] {
@@ -359,7 +399,7 @@ export class Acceptor {
     if (current === undefined) throw new E2ekvError('NOT_FOUND', `this server holds no vault ${vaultIdHex}`);
     const state = current.clone();
     for (const entry of entries) {
-      const role = state.roleOf(deviceHex);
+      const role = state.roleAt(deviceHex, entry.index);
       const index = Number(entry.index);
       if (entry.type === 'data') {
         if (role !== 'writer' && role !== 'admin') {
@@ -372,12 +412,15 @@ export class Acceptor {
         continue;
       }
       if (role !== 'admin') {
+        const what = entry.type === 'epoch' ? `starts key epoch ${entry.epoch}` : 'changes membership';
         throw new E2ekvError(
           'PERMISSION_DENIED',
-          `entry ${index} changes membership, which only an admin may do; device ${deviceHex} is ${role === undefined ? 'not a member' : `a ${role}`} at that point`,
+          `entry ${index} ${what}, which only an admin may do; device ${deviceHex} is ${role === undefined ? 'not a member' : `a ${role}`} at that point`,
           { details: { index } },
         );
       }
+      // An epoch record changes no role; its wraps are for members to check (SPEC.md 21.3).
+      if (entry.type === 'epoch') continue;
       try {
         assertEnrollableEd25519Key(entry.change.member);
       } catch (cause) {
@@ -390,7 +433,7 @@ export class Acceptor {
           },
         );
       }
-      state.applyChange(deviceHex, entry.change);
+      state.apply(entry);
     }
   }
 
@@ -509,6 +552,65 @@ function logKey(vaultIdHex: string, deviceHex: string): string {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A readers-writer lock per key, first come first served: shared tasks run
+ * together, an exclusive task runs alone, and a waiting exclusive task holds
+ * back shared tasks that arrive after it (so a stream of data appends cannot
+ * starve a removal).
+ */
+class KeyedRwLock {
+  readonly #locks = new Map<
+    string,
+    { readers: number; writer: boolean; waiting: { exclusive: boolean; resume: () => void }[] }
+  >();
+
+  async run<T>(key: string, exclusive: boolean, task: () => Promise<T>): Promise<T> {
+    let lock = this.#locks.get(key);
+    if (lock === undefined) {
+      lock = { readers: 0, writer: false, waiting: [] };
+      this.#locks.set(key, lock);
+    }
+    const held = lock;
+    if (held.writer || held.waiting.length > 0 || (exclusive && held.readers > 0)) {
+      // #release counts this task in before resuming it.
+      await new Promise<void>((resume) => held.waiting.push({ exclusive, resume }));
+    } else if (exclusive) {
+      held.writer = true;
+    } else {
+      held.readers++;
+    }
+    try {
+      return await task();
+    } finally {
+      if (exclusive) held.writer = false;
+      else held.readers--;
+      this.#release(key, held);
+    }
+  }
+
+  #release(
+    key: string,
+    lock: { readers: number; writer: boolean; waiting: { exclusive: boolean; resume: () => void }[] },
+  ): void {
+    while (lock.waiting.length > 0 && !lock.writer) {
+      const next = lock.waiting[0]!;
+      if (next.exclusive) {
+        if (lock.readers > 0) break;
+        lock.waiting.shift();
+        lock.writer = true;
+        next.resume();
+        break;
+      }
+      lock.waiting.shift();
+      lock.readers++;
+      next.resume();
+    }
+    if (!lock.writer && lock.readers === 0 && lock.waiting.length === 0 && this.#locks.get(key) === lock) {
+      this.#locks.delete(key);
+    }
+  }
 }
 
 /** Runs tasks one after another per key; tasks of different keys run concurrently. */

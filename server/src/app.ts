@@ -26,6 +26,8 @@ import type { ServerLimits } from './limits.js';
 import type { Logger } from './log.js';
 import type { MembershipCache } from './membership.js';
 import type { ServerMetrics } from './metrics.js';
+import { mountPeerRoutes, peerOf } from './peer-routes.js';
+import type { Replicator } from './peers.js';
 import type { StorageAdapter } from './storage/adapter.js';
 
 export interface AppContext {
@@ -41,6 +43,8 @@ export interface AppContext {
   cosigner: { name: string; publicKey: Uint8Array };
   /** False while starting or draining: /readyz answers 503. */
   isReady: () => boolean;
+  /** Replication with peers (peers.ts): the /v1/peer routes and pushes of accepted appends. */
+  replicator: Replicator;
 }
 
 type Role = 'reader' | 'writer' | 'admin';
@@ -114,6 +118,7 @@ export function createApp(ctx: AppContext): express.Express {
         status: res.statusCode,
         ms: Math.round(seconds * 1e6) / 1e3,
         ...(l.device === undefined ? {} : { device: l.device }),
+        ...(peerOf(res) === undefined ? {} : { peer: peerOf(res) }),
       });
     });
     next();
@@ -155,9 +160,17 @@ export function createApp(ctx: AppContext): express.Express {
     if ((await ctx.storage.getGenesis(vaultId)) === undefined) {
       throw new E2ekvError('NOT_FOUND', `this server holds no vault ${vaultId}`);
     }
-    const role = await ctx.membership.roleOf(vaultId, device);
+    // Checked on every request, against the state with every accepted removal
+    // applied: a removed device reads nothing from the moment its removal is accepted.
+    const state = await ctx.membership.state(vaultId);
+    const role = state?.roleOf(device);
     if (role === undefined || !roles.includes(role)) {
-      throw new E2ekvError('PERMISSION_DENIED', `device ${device} is not a ${roles.join(' or ')} of this vault`);
+      throw new E2ekvError(
+        'PERMISSION_DENIED',
+        state?.isRemoved(device) === true
+          ? `device ${device} was removed from this vault`
+          : `device ${device} is not a ${roles.join(' or ')} of this vault`,
+      );
     }
     return { vaultId, device };
   }
@@ -252,12 +265,15 @@ export function createApp(ctx: AppContext): express.Express {
       }
       const request = parseAppendRequest(jsonBody(req));
       const { cosignedCheckpoint, size } = await ctx.acceptor.append(vaultId, device, request);
+      // The body as received: peers verify the very bytes the device signed.
+      ctx.replicator.accepted(vaultId, device, request.entries.length, bodyBytes(req));
       ctx.metrics.appends.inc();
       ctx.metrics.entries.inc({}, request.entries.length);
       ctx.metrics.storageBytes.add(
         request.entries.reduce((n, e) => n + e.length, 0) + request.blobs.reduce((n, b) => n + b.length, 0),
       );
-      ctx.events.publish(vaultId, { device, size });
+      const state = await ctx.membership.state(vaultId);
+      ctx.events.publish(vaultId, { device, size }, (reader) => state?.roleOf(reader) !== undefined);
       res.json({ checkpoint: cosignedCheckpoint });
     }),
   );
@@ -307,7 +323,7 @@ export function createApp(ctx: AppContext): express.Express {
   app.get(
     '/v1/vaults/:vault/events',
     route('events', async (req, res) => {
-      const { vaultId } = await member(req, res, anyRole);
+      const { vaultId, device } = await member(req, res, anyRole);
       res.writeHead(200, {
         'content-type': 'text/event-stream',
         'cache-control': 'no-store',
@@ -315,9 +331,11 @@ export function createApp(ctx: AppContext): express.Express {
       });
       res.write(': e2ekv checkpoint events\n\n');
       ctx.metrics.eventStreams.add(1);
-      ctx.events.subscribe(vaultId, res, () => ctx.metrics.eventStreams.add(-1));
+      ctx.events.subscribe(vaultId, res, () => ctx.metrics.eventStreams.add(-1), device);
     }),
   );
+
+  mountPeerRoutes(app, ctx, route);
 
   app.use(
     route('unmatched', () => {

@@ -8,13 +8,16 @@ import { createRequire } from 'node:module';
 import { isE2ekvError } from '@e2ekv/protocol';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { jsonLogger, type LogLevel } from './log.js';
+import { parsePeerSpec } from './peer-config.js';
+import { DEFAULT_REPLICATION_OPTIONS, type ReplicationOptions } from './peers.js';
 import { startServer, type ServerOptions } from './server.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../package.json') as { version: string };
 
-export const usage = `Usage: e2ekv-server [--host H] [--port P] [--data DIR] [--peer URL]...
+export const usage = `Usage: e2ekv-server [--host H] [--port P] [--data DIR] [--peer URL[#KEY]]...
                     [--tls-cert FILE --tls-key FILE] [--name NAME] [--config FILE]
+                    [--anti-entropy-interval MS] [--peer-timeout MS] [--log-level L]
 
 The e2ekv replica server. It stores only ciphertext, verifies what it can
 without keys (device signatures, append-only logs, membership), cosigns device
@@ -24,19 +27,28 @@ Options:
   --host H          address to listen on (default 127.0.0.1)
   --port P          port (default 7400; 0 picks a free port)
   --data DIR        data directory: database and this server's key (default ./e2ekv-data)
-  --peer URL        another replica to replicate with (repeatable; replication is not
-                    implemented in this version, peers are only recorded)
+  --peer URL[#KEY]  another replica to replicate every vault with (repeatable; list
+                    each replica on every other one). Its key is learned from its
+                    /v1/info on first contact and pinned in DATA/peers.json, or
+                    given as #KEY: its cosigner vkey, or its key in base64 or hex.
+                    A peer reads every vault's ciphertext; it cannot forge data.
+  --anti-entropy-interval MS
+                    mean time between full comparisons with each peer (default
+                    ${DEFAULT_REPLICATION_OPTIONS.antiEntropyIntervalMs}); pushes reach peers at once in between
+  --peer-timeout MS timeout of one request to a peer (default ${DEFAULT_REPLICATION_OPTIONS.requestTimeoutMs})
   --tls-cert FILE   PEM certificate: serve HTTPS (needs --tls-key)
   --tls-key FILE    PEM private key for --tls-cert
   --name NAME       this replica's cosigner name (default e2ekv-replica/<key hash>)
   --config FILE     JSON file with any of: host, port, data, peers, tlsCert, tlsKey,
-                    name, logLevel, limits ({ ${Object.keys(DEFAULT_LIMITS).join(', ')} })
+                    name, logLevel, limits ({ ${Object.keys(DEFAULT_LIMITS).join(', ')} }),
+                    replication ({ ${Object.keys(DEFAULT_REPLICATION_OPTIONS).join(', ')} })
   --log-level L     debug, info, warn or error (default info); logs are JSON on stderr
   --help            show this help
   --version         print the version
 
-Example:
+Examples:
   npx e2ekv-server --port 7400 --data /var/lib/e2ekv
+  npx e2ekv-server --host 0.0.0.0 --peer https://r2.example:7400 --peer https://r3.example:7400
 
 On start it prints one line: e2ekv-server listening on http://HOST:PORT`;
 
@@ -46,7 +58,7 @@ interface Parsed extends ServerOptions {
   logLevel: LogLevel;
 }
 
-const configKeys = ['host', 'port', 'data', 'peers', 'tlsCert', 'tlsKey', 'name', 'logLevel', 'limits'];
+const configKeys = ['host', 'port', 'data', 'peers', 'tlsCert', 'tlsKey', 'name', 'logLevel', 'limits', 'replication'];
 
 function parsePort(value: unknown, from: string): number {
   const n = typeof value === 'string' && /^[0-9]{1,5}$/.test(value) ? Number(value) : value;
@@ -92,6 +104,21 @@ function parseLimits(value: unknown, from: string): Partial<ServerLimits> {
   return out as Partial<ServerLimits>;
 }
 
+function parseReplication(value: unknown, from: string): Partial<ReplicationOptions> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new UsageError(`${from}: replication must be an object`);
+  const out: Record<string, number> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (!(key in DEFAULT_REPLICATION_OPTIONS)) throw new UsageError(`${from}: unknown replication setting "${key}"`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+      throw new UsageError(`${from}: replication setting ${key} must be a positive whole number`);
+    }
+    out[key] = v;
+  }
+  return out as Partial<ReplicationOptions>;
+}
+
 function stringOf(value: unknown, what: string): string {
   if (typeof value !== 'string' || value.length === 0) throw new UsageError(`${what} must be a non-empty string`);
   return value;
@@ -104,7 +131,10 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') return 'help';
     if (arg === '--version') return 'version';
-    const match = /^--(host|port|data|peer|tls-cert|tls-key|name|config|log-level)(?:=(.*))?$/.exec(arg);
+    const match =
+      /^--(host|port|data|peer|tls-cert|tls-key|name|config|log-level|anti-entropy-interval|peer-timeout)(?:=(.*))?$/.exec(
+        arg,
+      );
     if (match === null) throw new UsageError(`unknown argument "${arg}"`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new UsageError(`--${match[1]} needs a value`);
@@ -124,16 +154,26 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
       ...peers,
     ],
     limits: parseLimits(config['limits'], from),
+    replication: parseReplication(config['replication'], from),
     logLevel: parseLogLevel(pick('log-level', 'logLevel') ?? 'info', from),
     version,
   };
   for (const peer of options.peers ?? []) {
     try {
-      const url = new URL(peer);
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
-    } catch {
-      throw new UsageError(`--peer ${peer}: not an http:// or https:// URL`);
+      parsePeerSpec(peer);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
     }
+  }
+  for (const [flag, key] of [
+    ['anti-entropy-interval', 'antiEntropyIntervalMs'],
+    ['peer-timeout', 'requestTimeoutMs'],
+  ] as const) {
+    const value = flags[flag];
+    if (value === undefined) continue;
+    if (!/^[1-9][0-9]{0,9}$/.test(value))
+      throw new UsageError(`--${flag}: give a positive whole number of milliseconds`);
+    options.replication = { ...options.replication, [key]: Number(value) };
   }
   const name = pick('name', 'name');
   if (name !== undefined) options.name = stringOf(name, 'name');

@@ -121,6 +121,44 @@ export function serverMetrics() {
       'Bytes of entries and blobs accepted since start, per process.',
     ),
     peers: registry.gauge('e2ekv_peers', 'Configured replication peers.'),
+    peerUp: registry.gauge('e2ekv_peer_up', '1 when the last anti-entropy round with the peer succeeded, else 0.'),
+    peerLastSuccess: registry.gauge(
+      'e2ekv_peer_last_success_timestamp_seconds',
+      'When the last anti-entropy round with the peer succeeded (Unix seconds).',
+    ),
+    peerRounds: registry.counter(
+      'e2ekv_peer_anti_entropy_rounds_total',
+      'Anti-entropy rounds with each peer by outcome: full, vaults (a sync of some vaults), failed.',
+    ),
+    peerMissing: registry.gauge(
+      'e2ekv_peer_missing_entries',
+      'Entries the peer held that this replica lacked at the start of the last full round (replication lag in entries).',
+    ),
+    peerEntries: registry.counter(
+      'e2ekv_peer_entries_total',
+      'Log entries replicated with each peer, by direction (sent, received).',
+    ),
+    peerBytes: registry.counter(
+      'e2ekv_peer_bytes_total',
+      'Bytes of peer request and answer bodies, by peer and direction (sent, received).',
+    ),
+    peerPushes: registry.counter(
+      'e2ekv_peer_pushes_total',
+      'Appends pushed to each peer by outcome: ok, skipped (the peer syncs instead), failed, dropped (queue full).',
+    ),
+    peerPushSeconds: registry.histogram(
+      'e2ekv_peer_push_seconds',
+      'From accepting a device append to the peer acknowledging it (replication lag of pushes).',
+      [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    ),
+    peerPushQueueBytes: registry.gauge(
+      'e2ekv_peer_push_queue_bytes',
+      'Bytes of appends waiting to be pushed to the peer.',
+    ),
+    peerRefused: registry.counter(
+      'e2ekv_peer_refused_total',
+      'Data from a peer that this replica refused (failed verification, or could not take), by error code.',
+    ),
     eventStreams: registry.gauge('e2ekv_event_streams', 'Open push (server-sent events) streams.'),
   };
 }

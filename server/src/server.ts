@@ -21,12 +21,16 @@ import { loadOrCreateServerKey } from './server-key.js';
 import type { StorageAdapter } from './storage/adapter.js';
 import { MemoryStorage } from './storage/memory.js';
 import { openSqliteStorage } from './storage/sqlite.js';
+import { Replicator, type ReplicationOptions, type ReplicationStatus } from './peers.js';
 
 export interface ServerOptions {
   host: string;
   port: number;
   dataDir: string;
+  /** Other replicas to replicate with: `URL` or `URL#KEY` (the peer's cosigner vkey or key). */
   peers?: readonly string[];
+  /** Replication timing and bounds (peers.ts); tests and chaos runs shorten the interval. */
+  replication?: Partial<ReplicationOptions>;
   tls?: { certFile: string; keyFile: string };
   /** Cosigner key name; default e2ekv-replica/<first 8 bytes of SHA-256(public key), hex>. */
   name?: string;
@@ -40,6 +44,8 @@ export interface ServerOptions {
 export interface RunningServer {
   url: string;
   cosigner: { name: string; publicKey: Uint8Array };
+  /** What /v1/replication shows. */
+  replication(): ReplicationStatus;
   close(): Promise<void>;
 }
 
@@ -59,11 +65,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const authenticator = new RequestAuthenticator({ audience: key.publicKey, windowMs: limits.requestWindowMs });
   const events = new EventHub();
   const metrics = serverMetrics();
-  metrics.peers.set(options.peers?.length ?? 0);
-  if ((options.peers?.length ?? 0) > 0) {
-    logger.log('warn', 'peers are configured but replication is not implemented in this version', {
-      peers: options.peers,
+  let replicator: Replicator;
+  try {
+    replicator = await Replicator.create({
+      storage,
+      acceptor,
+      membership,
+      events,
+      metrics,
+      logger,
+      limits,
+      serverKey: key,
+      dataDir: options.dataDir,
+      peers: options.peers ?? [],
+      ...(options.replication === undefined ? {} : { options: options.replication }),
     });
+  } catch (error) {
+    await storage.close();
+    throw error;
   }
   let ready = false;
   const app = createApp({
@@ -78,6 +97,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     limits,
     cosigner: { name, publicKey: key.publicKey },
     isReady: () => ready,
+    replicator,
   });
 
   const server =
@@ -97,6 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   });
   ready = true;
+  replicator.start();
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `${options.tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
@@ -105,9 +126,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   return {
     url,
     cosigner: { name, publicKey: key.publicKey },
+    replication: () => replicator.status(),
     close() {
       closing ??= (async () => {
         ready = false;
+        // Rounds and pushes write to storage: they end before it closes.
+        await replicator.stop();
         events.closeAll();
         const drained = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();

@@ -10,6 +10,7 @@ import {
   leafHash,
   parseNote,
   randomBytes,
+  sealEpochRecord,
   sha256,
   signDeviceCheckpoint,
   deviceCheckpointSigner,
@@ -18,7 +19,7 @@ import {
   verifyDeviceCheckpoint,
   verifyInclusion,
 } from '@e2ekv/protocol';
-import type { AppendRequest, ErrorCode, EntryItem, MembershipChange } from '@e2ekv/protocol';
+import type { AppendRequest, CausalContext, ErrorCode, EntryItem, MembershipChange } from '@e2ekv/protocol';
 import { Acceptor } from '../src/accept.js';
 import { DEFAULT_LIMITS } from '../src/limits.js';
 import type { ServerLimits } from '../src/limits.js';
@@ -728,4 +729,201 @@ test('proofs stay right for a tree rebuilt from storage after a refused append',
     );
   });
   t.is((await s.acceptor.append(s.vaultId, s.admin.hex, next)).size, 7);
+});
+
+// --- sharing: epoch records and removals (SPEC.md 21.3 and 21.5) -----------------------------------
+
+type At = { vaultId: Uint8Array; device: Uint8Array; index: bigint };
+
+/** An epoch record of `epoch` wrapping a fresh secret for `recipients`. */
+function epochRecord(at: At, epoch: number, recipients: TestDevice[], context: CausalContext = []): Uint8Array {
+  return encodeEntry(
+    sealEpochRecord({
+      ...at,
+      epoch,
+      clock: { wallMs: 2n, counter: 0 },
+      context,
+      secret: randomBytes(32),
+      recipients: recipients.map((d) => ({ signingKey: d.publicKey, boxKey: d.boxKey })),
+    }),
+  );
+}
+
+/** A removal of `member` by a writer that had verified `seen` entries of the member's log. */
+function removal(at: At, member: TestDevice, seen: number): Uint8Array {
+  const context = seen > 0 ? [{ device: member.publicKey, size: BigInt(seen) }] : [];
+  return encodeEntry({
+    type: 'membership',
+    ...at,
+    epoch: 0,
+    clock: { wallMs: 3n, counter: 0 },
+    context,
+    change: { op: 'remove', member: member.publicKey },
+  });
+}
+
+test("an admin's epoch record is stored and changes no role", async (t) => {
+  const s = await setup();
+  const writer = await TestDevice.create();
+  await s.enrol(writer, 'writer');
+  const members = await s.membership.members(s.vaultId);
+  const request = await s.admin.writeRaw(s.vaultId, (at) => epochRecord(at, 1, [s.admin, writer]));
+  t.is((await s.acceptor.append(s.vaultId, s.admin.hex, request)).size, 2);
+  t.deepEqual(await s.membership.members(s.vaultId), members);
+  t.deepEqual(await new MembershipCache(s.storage).members(s.vaultId), members, 'the same after a replay');
+  t.is((await s.storage.listMembership(s.vaultId)).length, 1, 'epoch records are not replayed as membership');
+  t.deepEqual((await s.storage.getEntries(s.vaultId, s.admin.hex, 1, 2))[0]!.bytes, request.entries[0]);
+});
+
+test('epoch records by writers, readers, strangers and removed admins are PERMISSION_DENIED', async (t) => {
+  const s = await setup();
+  const [writer, reader, stranger, formerAdmin] = await Promise.all(
+    Array.from({ length: 4 }, () => TestDevice.create()),
+  );
+  await s.enrol(writer!, 'writer');
+  await s.enrol(reader!, 'reader');
+  await s.enrol(formerAdmin!, 'admin');
+  const record = (d: TestDevice) => d.writeRaw(s.vaultId, (at) => epochRecord(at, 1, [s.admin, d]));
+  const byWriter = await record(writer!);
+  const e1 = await refused(t, s, () => s.acceptor.append(s.vaultId, writer!.hex, byWriter), 'PERMISSION_DENIED');
+  t.regex(e1.message, /starts key epoch 1, which only an admin may do/);
+  const byReader = await record(reader!);
+  await refused(t, s, () => s.acceptor.append(s.vaultId, reader!.hex, byReader), 'PERMISSION_DENIED');
+  const byStranger = await record(stranger!);
+  await refused(t, s, () => s.acceptor.append(s.vaultId, stranger!.hex, byStranger), 'PERMISSION_DENIED');
+  await s.acceptor.append(
+    s.vaultId,
+    s.admin.hex,
+    await s.admin.writeRaw(s.vaultId, (at) => removal(at, formerAdmin!, 0)),
+  );
+  const byFormer = await record(formerAdmin!);
+  const e4 = await refused(t, s, () => s.acceptor.append(s.vaultId, formerAdmin!.hex, byFormer), 'PERMISSION_DENIED');
+  t.regex(e4.message, /was removed/);
+});
+
+test('epoch records that break the layout rules are refused with the decoder codes', async (t) => {
+  const s = await setup();
+  const request = await s.admin.writeRaw(s.vaultId, (at) => epochRecord(at, 1, [s.admin]));
+  const good = request.entries[0]!;
+  const header = 15 + 1 + 32 + 32 + 8;
+  const epochZero = good.slice();
+  epochZero.fill(0, header, header + 4);
+  const zeroE = good.slice();
+  zeroE.fill(0, header + 4 + 14 + 32, header + 4 + 14 + 64);
+  const tooMany = good.slice();
+  tooMany.set([0x04, 0x01], header + 4 + 14 + 64);
+  const cases: [Uint8Array, ErrorCode][] = [
+    [epochZero, 'MALFORMED'],
+    [zeroE, 'MALFORMED'],
+    [tooMany, 'TOO_LARGE'],
+    [good.subarray(0, good.length - 1), 'MALFORMED'],
+  ];
+  for (const [bytes, code] of cases) {
+    await refused(t, s, () => s.acceptor.append(s.vaultId, s.admin.hex, withEntries(request, [bytes])), code);
+  }
+  t.is((await s.acceptor.append(s.vaultId, s.admin.hex, request)).size, 1);
+});
+
+test('a removed device is refused from the moment its removal is accepted', async (t) => {
+  const s = await setup();
+  const writer = await TestDevice.create();
+  const staying = await TestDevice.create();
+  await s.enrol(writer, 'writer');
+  await s.enrol(staying, 'writer');
+  t.is((await s.acceptor.append(s.vaultId, writer.hex, await writer.nextAppend(s.vaultId))).size, 1);
+  const pending = await writer.nextAppend(s.vaultId); // written before, pushed after the removal
+  // Rule 5: the removal and the next epoch, for the remaining members, in one push.
+  await s.admin.writeRaw(s.vaultId, (at) => removal(at, writer, 1));
+  await s.admin.writeRaw(s.vaultId, (at) => epochRecord(at, 1, [s.admin, staying]));
+  const push = await s.admin.appendFrom(s.vaultId, 2);
+  t.is(push.entries.length, 2);
+  t.is((await s.acceptor.append(s.vaultId, s.admin.hex, push)).size, 4);
+  t.is(await s.membership.roleOf(s.vaultId, writer.hex), undefined);
+  const error = await refused(t, s, () => s.acceptor.append(s.vaultId, writer.hex, pending), 'PERMISSION_DENIED');
+  t.regex(error.message, /was removed from this vault/);
+  t.is((await s.acceptor.append(s.vaultId, staying.hex, await staying.nextAppend(s.vaultId))).size, 1);
+});
+
+test('a removed device may still bring the entries its remover had seen, and none after', async (t) => {
+  const s = await setup();
+  const [one, two] = [await TestDevice.create(), await TestDevice.create()];
+  await s.enrol(one, 'writer');
+  await s.enrol(two, 'writer');
+  // The admin verified two entries of each log on another replica; this one has none yet.
+  const oneBelow = await one.nextAppend(s.vaultId, { values: 2 });
+  const twoAcross = await two.nextAppend(s.vaultId, { values: 2 });
+  await s.acceptor.append(s.vaultId, s.admin.hex, await s.admin.writeRaw(s.vaultId, (at) => removal(at, one, 2)));
+  await s.acceptor.append(s.vaultId, s.admin.hex, await s.admin.writeRaw(s.vaultId, (at) => removal(at, two, 1)));
+  t.is((await s.acceptor.append(s.vaultId, one.hex, oneBelow)).size, 2, "both entries are in the removal's past");
+  const after = await one.nextAppend(s.vaultId);
+  await refused(t, s, () => s.acceptor.append(s.vaultId, one.hex, after), 'PERMISSION_DENIED');
+  const error = await refused(t, s, () => s.acceptor.append(s.vaultId, two.hex, twoAcross), 'PERMISSION_DENIED');
+  t.regex(error.message, /entry 1 writes data/);
+  t.is(await s.membership.roleOf(s.vaultId, one.hex), undefined, 'still no reads');
+});
+
+test("a removal voids the removed admin's membership changes it had not seen", async (t) => {
+  const s = await setup();
+  const [deputy, seenAdd, unseenAdd] = [
+    await TestDevice.create(),
+    await TestDevice.create(),
+    await TestDevice.create(),
+  ];
+  await s.enrol(deputy, 'admin');
+  await s.acceptor.append(s.vaultId, deputy.hex, await deputy.membershipAppend(s.vaultId, seenAdd.addChange('writer')));
+  await s.acceptor.append(
+    s.vaultId,
+    deputy.hex,
+    await deputy.membershipAppend(s.vaultId, unseenAdd.addChange('writer')),
+  );
+  t.is(await s.membership.roleOf(s.vaultId, unseenAdd.hex), 'writer');
+  // The admin had seen the deputy's first entry only: the second is concurrent with the removal.
+  await s.acceptor.append(s.vaultId, s.admin.hex, await s.admin.writeRaw(s.vaultId, (at) => removal(at, deputy, 1)));
+  t.is(await s.membership.roleOf(s.vaultId, seenAdd.hex), 'writer');
+  t.is(await s.membership.roleOf(s.vaultId, unseenAdd.hex), undefined);
+  await refused(
+    t,
+    s,
+    async () => s.acceptor.append(s.vaultId, unseenAdd.hex, await unseenAdd.nextAppend(s.vaultId)),
+    'PERMISSION_DENIED',
+  );
+  t.deepEqual(await new MembershipCache(s.storage).members(s.vaultId), await s.membership.members(s.vaultId));
+});
+
+test('no data append checked before a removal is stored after it', async (t) => {
+  for (let round = 0; round < 3; round++) {
+    // Storage records the order of appends and takes its time, so that the two race.
+    const order: string[] = [];
+    const s = await setup(
+      {},
+      (memory) =>
+        new Proxy(memory, {
+          get(target, property) {
+            const value: unknown = Reflect.get(target, property, target);
+            if (typeof value !== 'function') return value;
+            return async (...args: unknown[]) => {
+              await new Promise((resolve) => setTimeout(resolve, 2 + round));
+              if (property === 'append') order.push((args[0] as { device: string }).device);
+              return (value as (...a: unknown[]) => unknown).apply(target, args);
+            };
+          },
+        }),
+    );
+    const writer = await TestDevice.create();
+    await s.enrol(writer, 'writer');
+    const writes = await writer.nextAppend(s.vaultId);
+    const remove = await s.admin.writeRaw(s.vaultId, (at) => removal(at, writer, 0));
+    order.length = 0;
+    const [written, removed] = await Promise.allSettled([
+      s.acceptor.append(s.vaultId, writer.hex, writes),
+      s.acceptor.append(s.vaultId, s.admin.hex, remove),
+    ]);
+    t.is(removed.status, 'fulfilled');
+    // Either the write was stored before the removal, or it was refused: never stored after it.
+    if (written.status === 'fulfilled') t.deepEqual(order, [writer.hex, s.admin.hex]);
+    else {
+      t.is((written.reason as E2ekvError).code, 'PERMISSION_DENIED');
+      t.deepEqual(order, [s.admin.hex]);
+    }
+  }
 });

@@ -211,3 +211,16 @@ test('a remembered nonce outlives the window in which its request could be repla
   const late = await refusal(t, auth.authenticate({ ...request, authorization: header }), 'UNAUTHENTICATED');
   t.regex(late.message, /behind/);
 });
+
+test('a large body (a 1,024-entry append is about 2 MB) authenticates, and one changed byte in it does not', async (t) => {
+  const { auth, audience, device } = await setup();
+  const body = new Uint8Array(2 * 1024 * 1024 + 7);
+  for (let i = 0; i < body.length; i += 65536) body.set(randomBytes(Math.min(65536, body.length - i)), i);
+  const request = { method: 'POST', path: '/v1/vaults/abc/logs/def/append', body };
+  const header = await signRequest(device.signer, { audience, ...request }, () => T0);
+  const altered = body.slice();
+  altered[1_000_000] = altered[1_000_000]! ^ 1;
+  await refusal(t, auth.authenticate({ ...request, body: altered, authorization: header }), 'UNAUTHENTICATED');
+  const result = await auth.authenticate({ ...request, authorization: header });
+  t.is(result.deviceHex, device.hex);
+});

@@ -31,7 +31,9 @@ test('--version prints the package version; --help shows usage with an example',
   const help = await server('--help');
   t.is(help.code, 0);
   t.regex(help.stdout, /^Usage: e2ekv-server/);
-  t.regex(help.stdout, /Example:\n {2}npx e2ekv-server/);
+  t.regex(help.stdout, /Examples:\n {2}npx e2ekv-server/);
+  t.regex(help.stdout, /--peer URL\[#KEY\]/);
+  t.regex(help.stdout, /--anti-entropy-interval MS/);
 });
 
 test('usage errors exit 2 and say what is wrong', async (t) => {
@@ -40,6 +42,9 @@ test('usage errors exit 2 and say what is wrong', async (t) => {
     [['--bogus'], /unknown argument "--bogus"/],
     [['--tls-cert', 'x.pem'], /--tls-cert and --tls-key go together/],
     [['--peer', 'ftp://x'], /not an http/],
+    [['--peer', 'http://x:1/prefix'], /without path/],
+    [['--peer', 'http://x:1#nokey'], /the part after # must be/],
+    [['--anti-entropy-interval', '0'], /positive whole number of milliseconds/],
     [['--port'], /--port needs a value/],
   ] as const) {
     const res = await server(...args);
@@ -68,6 +73,12 @@ test('defaults, flags and a config file (flags win)', async (t) => {
       [parsed.port, parsed.dataDir, parsed.peers, parsed.limits],
       [0, '/srv/e2ekv', ['http://a:1', 'https://b:2'], { maxBatchEntries: 10 }],
     );
+    await writeFile(config, JSON.stringify({ replication: { antiEntropyIntervalMs: 1000, pushConcurrency: 2 } }));
+    const timing = parseArgs(['--config', config, '--anti-entropy-interval', '500', '--peer-timeout=2000']);
+    if (typeof timing === 'string') return t.fail();
+    t.deepEqual(timing.replication, { antiEntropyIntervalMs: 500, pushConcurrency: 2, requestTimeoutMs: 2000 });
+    await writeFile(config, JSON.stringify({ replication: { intervalMs: 1 } }));
+    t.throws(() => parseArgs(['--config', config]), { message: /unknown replication setting "intervalMs"/ });
     await writeFile(config, JSON.stringify({ prot: 1 }));
     t.throws(() => parseArgs(['--config', config]), { message: /unknown setting "prot"/ });
     await writeFile(config, JSON.stringify({ limits: { maxBatchEntries: -1 } }));

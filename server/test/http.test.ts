@@ -24,6 +24,7 @@ import {
   parseEntriesResponse,
   randomBytes,
   sealEnvelope,
+  sealEpochRecord,
   toBase64,
   utf8,
   verifyDeviceCheckpoint,
@@ -552,5 +553,95 @@ test('with --tls-cert and --tls-key it serves HTTPS', async (t) => {
   } finally {
     await server.stop();
     await remove();
+  }
+});
+
+test('a removed device gets 403 for every read and append from the moment its removal is accepted', async (t) => {
+  const f = await fixture();
+  try {
+    const creator = await TestDevice.create();
+    const member = await TestDevice.create();
+    const staying = await TestDevice.create();
+    const vaultId = await createVault(f, creator);
+    for (const d of [member, staying]) {
+      const add = await creator.membershipAppend(vaultId, d.addChange('writer'));
+      t.is((await append(f, creator, vaultId, add)).status, 200);
+    }
+    const written = await member.nextAppend(vaultId, { values: 1, blobBytes: 6000 });
+    t.is((await append(f, member, vaultId, written)).status, 200);
+    const blobHash = createHash('sha256').update(written.blobs[0]!).digest('hex');
+    const logPath = `/v1/vaults/${vaultId}/logs/${creator.hex}`;
+    const reads = [
+      `/v1/vaults/${vaultId}`,
+      `/v1/vaults/${vaultId}/members`,
+      `${logPath}/checkpoint`,
+      `${logPath}/entries?start=0&end=2`,
+      `/v1/vaults/${vaultId}/blobs/${blobHash}`,
+      `/v1/vaults/${vaultId}/evidence`,
+    ];
+    for (const p of reads) t.is((await send(f, member, 'GET', p)).status, 200, `a member reads ${p}`);
+
+    // The member listens for pushes while it is removed.
+    const eventsPath = `/v1/vaults/${vaultId}/events`;
+    const eventsRes = await fetch(f.server.url + eventsPath, {
+      headers: { authorization: await member.authorize({ audience: f.audience, method: 'GET', path: eventsPath }) },
+    });
+    t.is(eventsRes.status, 200);
+    const events = eventsRes.body!.getReader();
+    const pending = await member.nextAppend(vaultId); // written before the removal, pushed after
+
+    // Rule 5: the removal, then the next epoch for the remaining members, in one push.
+    const before = creator.size(vaultId);
+    await creator.writeRaw(vaultId, (at) =>
+      encodeEntry({
+        type: 'membership',
+        ...at,
+        epoch: 0,
+        clock: { wallMs: BigInt(Date.now()), counter: 0 },
+        context: [{ device: member.publicKey, size: 1n }],
+        change: { op: 'remove', member: member.publicKey },
+      }),
+    );
+    await creator.writeRaw(vaultId, (at) =>
+      encodeEntry(
+        sealEpochRecord({
+          ...at,
+          epoch: 1,
+          clock: { wallMs: BigInt(Date.now()), counter: 1 },
+          context: [{ device: member.publicKey, size: 1n }],
+          secret: randomBytes(32),
+          recipients: [creator, staying].map((d) => ({ signingKey: d.publicKey, boxKey: d.boxKey })),
+        }),
+      ),
+    );
+    const removal = await append(f, creator, vaultId, await creator.appendFrom(vaultId, before));
+    t.is(removal.status, 200, removal.text);
+
+    // The stream ends without telling the removed device that the creator's log grew.
+    let heard = '';
+    for (;;) {
+      const { done, value } = await events.read();
+      if (done) break;
+      heard += new TextDecoder().decode(value);
+    }
+    t.notRegex(heard, new RegExp(creator.hex), 'no event after the removal');
+
+    for (const p of [...reads, eventsPath]) {
+      const res = await send(f, member, 'GET', p);
+      t.deepEqual([res.status, errorCode(res)], [403, 'PERMISSION_DENIED'], p);
+      t.regex(res.text, /was removed from this vault/);
+    }
+    const refused = await append(f, member, vaultId, pending);
+    t.deepEqual([refused.status, errorCode(refused)], [403, 'PERMISSION_DENIED']);
+    // Everyone else goes on.
+    t.is((await send(f, staying, 'GET', `/v1/vaults/${vaultId}`)).status, 200);
+    t.is((await append(f, staying, vaultId, await staying.nextAppend(vaultId))).status, 200);
+    const members = await send(f, creator, 'GET', `/v1/vaults/${vaultId}/members`);
+    t.deepEqual(
+      (members.body as { members: { device: string }[] }).members.map((m) => m.device).sort(),
+      [creator.hex, staying.hex].sort(),
+    );
+  } finally {
+    await stop(f);
   }
 });

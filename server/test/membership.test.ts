@@ -1,6 +1,6 @@
 import test from 'ava';
-import { E2ekvError, MerkleTree, decodeEntry, leafHash } from '@e2ekv/protocol';
-import type { AppendRequest, MembershipChange, MembershipEntry } from '@e2ekv/protocol';
+import { E2ekvError, MerkleTree, compareBytes, decodeEntry, encodeEntry, fromHex, leafHash } from '@e2ekv/protocol';
+import type { AppendRequest, CausalContext, MembershipChange, MembershipEntry } from '@e2ekv/protocol';
 import { MembershipCache, MembershipState } from '../src/membership.js';
 import { MemoryStorage } from '../src/storage/memory.js';
 import { TestDevice } from './support/writer.js';
@@ -25,15 +25,39 @@ async function storeUnchecked(storage: MemoryStorage, vaultId: string, device: T
   });
 }
 
+/** The causal context of a writer that has seen `sizes` of other logs (zero sizes left out). */
+function contextOf(writer: TestDevice, sizes: readonly [TestDevice, number][]): CausalContext {
+  return sizes
+    .filter(([d, size]) => d !== writer && size > 0)
+    .map(([d, size]) => ({ device: d.publicKey, size: BigInt(size) }))
+    .sort((x, y) => compareBytes(x.device, y.device));
+}
+
 async function vault() {
   const storage = new MemoryStorage();
   const creator = await TestDevice.create();
   const { signedGenesis, vaultId } = await creator.genesis();
   await storage.createVault(vaultId, signedGenesis);
-  const [a, b, c] = await Promise.all([TestDevice.create(), TestDevice.create(), TestDevice.create()]);
-  const change = async (writer: TestDevice, what: MembershipChange) =>
-    storeUnchecked(storage, vaultId, writer, await writer.membershipAppend(vaultId, what));
-  return { storage, creator, vaultId, a: a!, b: b!, c: c!, change };
+  const [a, b, c, d] = await Promise.all([
+    TestDevice.create(),
+    TestDevice.create(),
+    TestDevice.create(),
+    TestDevice.create(),
+  ]);
+  const all = [creator, a!, b!, c!, d!];
+  /** A membership entry whose writer had seen `context` (by default, every log as it is now). */
+  const change = async (
+    writer: TestDevice,
+    what: MembershipChange,
+    seen: readonly [TestDevice, number][] = all.map((x) => [x, x.size(vaultId)]),
+  ) => {
+    const context = contextOf(writer, seen);
+    const request = await writer.writeRaw(vaultId, (at) =>
+      encodeEntry({ type: 'membership', ...at, epoch: 0, clock: { wallMs: 1n, counter: 0 }, context, change: what }),
+    );
+    await storeUnchecked(storage, vaultId, writer, request);
+  };
+  return { storage, creator, vaultId, a: a!, b: b!, c: c!, d: d!, change };
 }
 
 function membershipEntries(request: AppendRequest): MembershipEntry[] {
@@ -180,10 +204,136 @@ test('a stored membership entry that no longer decodes is INTERNAL, not a client
   t.is(error?.code, 'INTERNAL');
 });
 
+/** A membership entry as the acceptor hands it to the state (no signature needed here). */
+function entry(writer: string, index: number, change: MembershipChange, context: CausalContext = []): MembershipEntry {
+  return {
+    type: 'membership',
+    vaultId: new Uint8Array(32),
+    device: fromHex(writer),
+    index: BigInt(index),
+    epoch: 0,
+    clock: { wallMs: BigInt(index), counter: 0 },
+    context,
+    change,
+  };
+}
+
 test('MembershipState.clone is independent of its source', (t) => {
   const state = new MembershipState('aa'.repeat(32));
   const copy = state.clone();
-  t.true(copy.applyChange('aa'.repeat(32), { op: 'remove', member: new Uint8Array(32).fill(0xaa) }));
+  t.true(copy.apply(entry('aa'.repeat(32), 0, { op: 'remove', member: new Uint8Array(32).fill(0xaa) })));
   t.is(copy.roleOf('aa'.repeat(32)), undefined);
   t.is(state.roleOf('aa'.repeat(32)), 'admin');
+});
+
+const roles = async (storage: MemoryStorage, vaultId: string, devices: TestDevice[]) => {
+  const cache = new MembershipCache(storage);
+  return Promise.all(devices.map((x) => cache.roleOf(vaultId, x.hex)));
+};
+
+test("rule 3: a removal voids the removed admin's membership entries it had not seen", async (t) => {
+  const { storage, creator, vaultId, a, b, c, change } = await vault();
+  await change(creator, a.addChange('admin'));
+  await change(a, b.addChange('writer')); // a's index 0: the creator never sees it
+  await change(creator, { op: 'remove', member: a.publicKey }, [[a, 0]]); // cut 0
+  await change(creator, c.addChange('reader'));
+  t.deepEqual(await roles(storage, vaultId, [creator, a, b, c]), ['admin', undefined, undefined, 'reader']);
+});
+
+test('rule 3: entries below the cut (seen by the remover) stand', async (t) => {
+  const { storage, creator, vaultId, a, b, c, change } = await vault();
+  await change(creator, a.addChange('admin'));
+  await change(a, b.addChange('writer')); // a's index 0, seen by the creator
+  await change(a, c.addChange('writer')); // a's index 1, concurrent with the removal
+  await change(creator, { op: 'remove', member: a.publicKey }, [[a, 1]]); // cut 1
+  t.deepEqual(await roles(storage, vaultId, [a, b, c]), [undefined, 'writer', undefined]);
+});
+
+test('rule 3: with several removals of one device the smallest cut wins', async (t) => {
+  const { storage, creator, vaultId, a, b, c, d, change } = await vault();
+  await change(creator, a.addChange('admin'));
+  await change(creator, d.addChange('admin'));
+  await change(a, b.addChange('writer')); // a's index 0
+  await change(a, c.addChange('writer')); // a's index 1
+  await change(creator, { op: 'remove', member: a.publicKey }, [[a, 2]]); // cut 2: both stand
+  t.deepEqual(await roles(storage, vaultId, [b, c]), ['writer', 'writer']);
+  await change(d, { op: 'remove', member: a.publicKey }, [
+    [creator, 2],
+    [a, 1],
+  ]); // cut 1: c's add is void
+  t.deepEqual(await roles(storage, vaultId, [a, b, c, d]), [undefined, 'writer', undefined, 'admin']);
+});
+
+test('rule 3: a device that removes itself keeps what it wrote before', async (t) => {
+  const { storage, creator, vaultId, a, b, change } = await vault();
+  await change(creator, a.addChange('admin'));
+  await change(a, b.addChange('reader')); // a's index 0
+  await change(a, { op: 'remove', member: a.publicKey }); // a's index 1: cut 1
+  t.deepEqual(await roles(storage, vaultId, [a, b]), [undefined, 'reader']);
+});
+
+test('rule 4: a removal does not reach entries of others that relied on the removed admin', async (t) => {
+  const { storage, creator, vaultId, a, b, c, change } = await vault();
+  await change(creator, a.addChange('admin'));
+  await change(a, b.addChange('admin')); // a's index 0, concurrent with the removal
+  await change(b, c.addChange('reader')); // counted: b was an admin when this replica accepted it
+  await change(creator, { op: 'remove', member: a.publicKey }, [[a, 0]]);
+  // b's own membership came from a void entry; c's did not.
+  t.deepEqual(await roles(storage, vaultId, [a, b, c]), [undefined, undefined, 'reader']);
+});
+
+test('two admins that remove each other: a replica keeps the removal it accepted first', async (t) => {
+  const { storage, creator, vaultId, a, b, change } = await vault();
+  await change(creator, a.addChange('admin'));
+  await change(creator, b.addChange('admin'));
+  // Both accepted here before either removal applies: a's first, then b's (whose writer is out by then).
+  await change(a, { op: 'remove', member: b.publicKey }, [[creator, 2]]);
+  await change(b, { op: 'remove', member: a.publicKey }, [[creator, 2]]);
+  // b's removal did not count here (b was already removed when it arrived), but a's did.
+  t.deepEqual(await roles(storage, vaultId, [creator, a, b]), ['admin', 'admin', undefined]);
+  // Another replica that accepted b's first holds the mirror image; clients, holding both, remove both (rule 3).
+});
+
+test('a replayed state equals the state built entry by entry through applyAccepted', async (t) => {
+  const { storage, creator, vaultId, a, b, c, change } = await vault();
+  const live = new MembershipCache(storage);
+  t.is(await live.roleOf(vaultId, creator.hex), 'admin');
+  const steps: [TestDevice, MembershipChange, [TestDevice, number][]?][] = [
+    [creator, a.addChange('admin')],
+    [a, b.addChange('admin'), [[creator, 1]]],
+    [b, c.addChange('writer')],
+    [creator, { op: 'remove', member: a.publicKey }, [[a, 0]]],
+    [creator, { op: 'set-role', member: c.publicKey, role: 'admin' }],
+  ];
+  for (const [writer, what, seen] of steps) {
+    const before = writer.size(vaultId);
+    await change(writer, what, seen);
+    const stored = (await storage.getEntries(vaultId, writer.hex, before, before + 1))[0]!;
+    await live.applyAccepted(vaultId, [decodeEntry(stored.bytes) as MembershipEntry]);
+  }
+  const replayed = new MembershipCache(storage);
+  t.deepEqual(await live.members(vaultId), await replayed.members(vaultId));
+  t.deepEqual(
+    (await replayed.members(vaultId)).map((m) => m.role).sort(),
+    ['admin', 'admin'],
+    'the creator and c; a removed, b voided',
+  );
+});
+
+test('a removed device writes only below its cut, with the role it had', (t) => {
+  const admin = 'aa'.repeat(32);
+  const x = 'bb'.repeat(32);
+  const state = new MembershipState(admin);
+  const xKey = fromHex(x);
+  t.true(state.apply(entry(admin, 0, { op: 'add', member: xKey, boxKey: new Uint8Array(32).fill(1), role: 'writer' })));
+  t.true(state.apply(entry(admin, 1, { op: 'remove', member: xKey }, [{ device: xKey, size: 3n }])));
+  t.is(state.roleOf(x), undefined, 'no reads');
+  t.true(state.isRemoved(x));
+  t.is(state.roleAt(x, 2n), 'writer', "index 2 is in the removal's past");
+  t.is(state.roleAt(x, 3n), undefined, 'index 3 is at the cut');
+  // A later add of a removed device is ignored, and so is set-role.
+  t.true(state.apply(entry(admin, 2, { op: 'add', member: xKey, boxKey: new Uint8Array(32).fill(1), role: 'admin' })));
+  t.true(state.apply(entry(admin, 3, { op: 'set-role', member: xKey, role: 'admin' })));
+  t.is(state.roleOf(x), undefined);
+  t.is(state.roleAt(x, 2n), 'writer');
 });

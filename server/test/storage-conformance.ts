@@ -95,6 +95,7 @@ export async function snapshot(storage: StorageAdapter, vaultId: string, blobHas
       device: head.device,
       entries: await storage.getEntries(vaultId, head.device, 0, head.size + 10),
       leafHashes: await storage.getLeafHashes(vaultId, head.device),
+      checkpoints: await storage.listCheckpoints(vaultId, head.device, 0, Number.MAX_SAFE_INTEGER),
     })),
   );
   return {
@@ -485,6 +486,35 @@ export function storageConformance(
         [...indices].sort((a, b) => a - b),
       );
     }
+  });
+
+  check('every head note is kept, and listCheckpoints pages them by size', async (t, { storage }) => {
+    const vaultId = newVaultId();
+    const [alice, bob] = [newDevice(), newDevice()];
+    await storage.createVault(vaultId, randomBytes(5));
+    t.deepEqual(await storage.listCheckpoints(vaultId, alice, 0, 10), [], 'an empty log has none');
+    const sizes: number[] = [];
+    for (const count of [1, 3, 2, 5]) {
+      const expectedSize = sizes.at(-1) ?? 0;
+      await storage.append(makeBatch(vaultId, alice, expectedSize, { count }));
+      sizes.push(expectedSize + count);
+    }
+    await storage.append(makeBatch(vaultId, bob, 0, { count: 4 }));
+    const noteAt = (device: string, size: number) => `note for ${device} at ${size}\n`;
+    t.deepEqual(
+      await storage.listCheckpoints(vaultId, alice, 0, 100),
+      sizes.map((size) => ({ size, note: noteAt(alice, size) })),
+    );
+    t.deepEqual(await storage.listCheckpoints(vaultId, alice, 4, 100), [
+      { size: 6, note: noteAt(alice, 6) },
+      { size: 11, note: noteAt(alice, 11) },
+    ]);
+    t.deepEqual(await storage.listCheckpoints(vaultId, alice, 1, 1), [{ size: 4, note: noteAt(alice, 4) }]);
+    t.deepEqual(await storage.listCheckpoints(vaultId, alice, 3, 0), []);
+    t.deepEqual(await storage.listCheckpoints(vaultId, alice, 11, 10), []);
+    t.deepEqual(await storage.listCheckpoints(vaultId, bob, 0, 10), [{ size: 4, note: noteAt(bob, 4) }]);
+    t.deepEqual(await storage.listCheckpoints(newVaultId(), alice, 0, 10), [], 'another vault has none');
+    await rejectsCode(t, () => storage.listCheckpoints(vaultId, alice, -1, 10), 'INVALID_ARGUMENT');
   });
 
   check('close waits for queued work, is idempotent, and later calls are UNAVAILABLE', async (t, { storage }) => {

@@ -121,6 +121,32 @@ test('sqlite: reopening a database applies no migration twice and keeps its data
   t.is(await schemaOf(), schema);
 });
 
+test('sqlite: a version 1 database gains the checkpoint history, seeded with each log head', async (t) => {
+  const file = path.join(await tempDir(t), 'v1.db');
+  const vaultId = newVaultId();
+  const [alice, bob] = [newDevice(), newDevice()];
+  await withStorage(file, async (storage) => {
+    await storage.createVault(vaultId, new Uint8Array([1]));
+    await storage.append(makeBatch(vaultId, alice, 0, { count: 2 }));
+    await storage.append(makeBatch(vaultId, alice, 2, { count: 3 }));
+    await storage.append(makeBatch(vaultId, bob, 0, { count: 1 }));
+  });
+  // Back to what version 1 had: heads only.
+  const raw = await Raw.open(file);
+  await raw.exec('DROP TABLE checkpoints; PRAGMA user_version = 1;');
+  await raw.close();
+  await withStorage(file, async (storage) => {
+    t.is(storage.schemaVersion, SCHEMA_VERSION);
+    t.deepEqual(await storage.listCheckpoints(vaultId, alice, 0, 10), [{ size: 5, note: `note for ${alice} at 5\n` }]);
+    t.deepEqual(await storage.listCheckpoints(vaultId, bob, 0, 10), [{ size: 1, note: `note for ${bob} at 1\n` }]);
+    await storage.append(makeBatch(vaultId, alice, 5, { count: 1 }));
+    t.deepEqual(
+      (await storage.listCheckpoints(vaultId, alice, 0, 10)).map((c) => c.size),
+      [5, 6],
+    );
+  });
+});
+
 test('sqlite: a database from a newer release is refused, untouched', async (t) => {
   const file = path.join(await tempDir(t), 'newer.db');
   const raw = await Raw.open(file);

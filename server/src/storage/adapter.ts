@@ -18,6 +18,12 @@ export interface LogHead {
   note: string;
 }
 
+/** A device-signed checkpoint note a log had as its head (without cosignatures). */
+export interface CheckpointRecord {
+  size: number;
+  note: string;
+}
+
 export interface StoredEntry {
   index: number;
   bytes: Uint8Array;
@@ -56,7 +62,19 @@ export interface StorageAdapter {
   getHead(vaultId: string, device: string): Promise<LogHead | undefined>;
   listHeads(vaultId: string): Promise<LogHead[]>;
 
-  /** All-or-nothing; rejects with E2ekvError CONFLICT when the log's size is not expectedSize. */
+  /**
+   * Device-signed checkpoint notes the log has had as its head (every append
+   * records its head's note), with size greater than `above`, smallest first,
+   * at most `limit` of them. Replication ships a log's suffix in batches that
+   * each end at one of these sizes: a replica cannot sign a checkpoint for a
+   * device, so it can only hand on the device's own.
+   */
+  listCheckpoints(vaultId: string, device: string, above: number, limit: number): Promise<CheckpointRecord[]>;
+
+  /**
+   * All-or-nothing; rejects with E2ekvError CONFLICT when the log's size is not
+   * expectedSize. Also records the new head's note for listCheckpoints.
+   */
   append(batch: AppendBatch): Promise<void>;
 
   /** Entries [start, end) of a log; fewer if the log is shorter. */

@@ -3,7 +3,7 @@
  * StorageAdapter contract. Every byte array is copied on the way in and on the
  * way out, so a caller holding one cannot change what is stored.
  */
-import type { AppendBatch, Evidence, LogHead, StorageAdapter, StoredEntry } from './adapter.js';
+import type { AppendBatch, CheckpointRecord, Evidence, LogHead, StorageAdapter, StoredEntry } from './adapter.js';
 import {
   checkAppendBatch,
   checkBytes,
@@ -37,6 +37,8 @@ interface MembershipRecord {
 interface LogRecord {
   head: LogHead;
   entries: StoredEntry[];
+  /** Every head's note, ascending by size. */
+  checkpoints: CheckpointRecord[];
 }
 
 interface VaultRecord {
@@ -96,6 +98,21 @@ export class MemoryStorage implements StorageAdapter {
     return [...logs.keys()].sort().map((device) => copyHead(logs.get(device)!.head));
   }
 
+  async listCheckpoints(vaultId: string, device: string, above: number, limit: number): Promise<CheckpointRecord[]> {
+    this.#checkOpen();
+    checkEntryRange(above, limit);
+    const checkpoints = this.#vaults.get(vaultId)?.logs.get(device)?.checkpoints ?? [];
+    // Sizes ascend, so the first above `above` is found by bisection, not by a scan of a long log.
+    let low = 0;
+    let high = checkpoints.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (checkpoints[mid]!.size <= above) low = mid + 1;
+      else high = mid;
+    }
+    return checkpoints.slice(low, low + limit).map((c) => ({ ...c }));
+  }
+
   async append(batch: AppendBatch): Promise<void> {
     this.#checkOpen();
     checkAppendBatch(batch);
@@ -120,7 +137,9 @@ export class MemoryStorage implements StorageAdapter {
     for (const member of batch.membership) {
       vault.membership.push({ device: member.device, index: member.index, bytes: copy(member.bytes) });
     }
-    vault.logs.set(batch.device, { head: copyHead(batch.head), entries });
+    const checkpoints = log?.checkpoints ?? [];
+    checkpoints.push({ size: batch.head.size, note: batch.head.note });
+    vault.logs.set(batch.device, { head: copyHead(batch.head), entries, checkpoints });
     vault.storedBytes += addedBytes;
   }
 

@@ -10,7 +10,7 @@
  */
 import { E2ekvError } from '@e2ekv/protocol';
 import sqlite3 from 'sqlite3';
-import type { AppendBatch, Evidence, LogHead, StorageAdapter, StoredEntry } from './adapter.js';
+import type { AppendBatch, CheckpointRecord, Evidence, LogHead, StorageAdapter, StoredEntry } from './adapter.js';
 import {
   checkAppendBatch,
   checkEntryRange,
@@ -226,6 +226,21 @@ const migrations: readonly Migration[] = [
       CREATE INDEX evidence_by_vault ON evidence (vault_id, sequence);
     `);
   },
+  // 1 -> 2: every head's note, so that replication can ship a log's suffix in
+  // batches that end at checkpoints the device signed. Logs accepted before
+  // this version keep only their current head's note.
+  async (connection) => {
+    await connection.exec(`
+      CREATE TABLE checkpoints (
+        vault_id TEXT NOT NULL REFERENCES vaults (vault_id),
+        device TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (vault_id, device, size)
+      ) STRICT;
+      INSERT INTO checkpoints (vault_id, device, size, note) SELECT vault_id, device, size, note FROM heads;
+    `);
+  },
 ];
 
 /** The schema version this code creates and understands. */
@@ -371,6 +386,17 @@ class SqliteStorageAdapter implements SqliteStorage {
     });
   }
 
+  async listCheckpoints(vaultId: string, device: string, above: number, limit: number): Promise<CheckpointRecord[]> {
+    checkEntryRange(above, limit);
+    return this.#enqueue('list checkpoints', async (db) => {
+      const rows = await db.all<{ size: number; note: string }>(
+        `SELECT size, note FROM checkpoints WHERE vault_id = ? AND device = ? AND size > ? ORDER BY size LIMIT ?`,
+        [vaultId, device, above, limit],
+      );
+      return rows.map((row) => ({ size: row.size, note: row.note }));
+    });
+  }
+
   async append(batch: AppendBatch): Promise<void> {
     checkAppendBatch(batch);
     const { vaultId, device, expectedSize } = batch;
@@ -417,6 +443,12 @@ class SqliteStorageAdapter implements SqliteStorage {
            ON CONFLICT (vault_id, device) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note`,
           [vaultId, device, batch.head.size, blob(batch.head.root), batch.head.note],
         );
+        await db.run('INSERT INTO checkpoints (vault_id, device, size, note) VALUES (?, ?, ?, ?)', [
+          vaultId,
+          device,
+          batch.head.size,
+          batch.head.note,
+        ]);
         await db.run('UPDATE vaults SET stored_bytes = stored_bytes + ? WHERE vault_id = ?', [addedBytes, vaultId]);
       }),
     );
