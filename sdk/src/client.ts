@@ -32,6 +32,15 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** The local replica (memory, file, IndexedDB). Without one, vault state lives in memory and is re-synced. */
   store?: LocalStore;
+  /**
+   * k of the k-of-n cosigner policy (default 1): another device's entries are
+   * applied only once k of this client's replicas have each proved them with a
+   * checkpoint they cosigned, and every pull reaches at least k replicas. With
+   * k = 2, one lying or compromised replica alone can no longer show this
+   * device entries the others never accepted, nor hide a fork from it. Own
+   * writes are governed by the ack level instead.
+   */
+  cosignerQuorum?: number;
 }
 
 /**
@@ -73,12 +82,20 @@ export class Client {
   readonly #signer: Ed25519Signer;
   readonly #replicas: ReplicaTransport[];
   readonly #store: LocalStore | undefined;
+  readonly #cosignerQuorum: number;
 
-  constructor(identity: Identity, signer: Ed25519Signer, replicas: ReplicaTransport[], store?: LocalStore) {
+  constructor(
+    identity: Identity,
+    signer: Ed25519Signer,
+    replicas: ReplicaTransport[],
+    store?: LocalStore,
+    cosignerQuorum = 1,
+  ) {
     this.#identity = identity;
     this.#signer = signer;
     this.#replicas = replicas;
     this.#store = store;
+    this.#cosignerQuorum = cosignerQuorum;
   }
 
   /** This device's id (Ed25519 public key, hex). */
@@ -222,6 +239,7 @@ export class Client {
       device: this.#signer.publicKey,
       checkpointSigner: await deviceCheckpointSigner(this.#identity.signingSeed, vaultId),
       replicas: this.#replicas,
+      cosignerQuorum: this.#cosignerQuorum,
       clock: new HybridLogicalClock(),
       ...(this.#store === undefined ? {} : { store: this.#store }),
     });
@@ -306,5 +324,12 @@ export async function createClient(options: ClientOptions): Promise<Client> {
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       }),
   );
-  return new Client(options.identity, signer, replicas, options.store);
+  const quorum = options.cosignerQuorum ?? 1;
+  if (!Number.isInteger(quorum) || quorum < 1 || quorum > replicas.length) {
+    throw new E2ekvError(
+      'INVALID_ARGUMENT',
+      `cosignerQuorum must be a whole number from 1 to the number of replicas (${replicas.length}), got ${String(options.cosignerQuorum)}`,
+    );
+  }
+  return new Client(options.identity, signer, replicas, options.store, quorum);
 }

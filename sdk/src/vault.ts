@@ -286,6 +286,12 @@ export interface VaultOptions {
   device: Uint8Array;
   checkpointSigner: NoteSigner;
   replicas: readonly ReplicaTransport[];
+  /**
+   * How many replicas must have proved (cosigned) a checkpoint of another
+   * device's log before its entries are applied; default 1. See
+   * ClientOptions.cosignerQuorum.
+   */
+  cosignerQuorum?: number;
   clock?: HybridLogicalClock;
   /** Where the local replica is kept between runs; without one, state lives in memory only. */
   store?: LocalStore;
@@ -329,6 +335,9 @@ export class Vault {
   readonly #deviceHex: string;
   readonly #checkpointSigner: NoteSigner;
   readonly #replicas: readonly ReplicaTransport[];
+  readonly #cosignerQuorum: number;
+  /** By device: a pin size the local store shows enough replicas cosigned (see restore). */
+  readonly #restoredProof = new Map<string, number>();
   readonly #clock: HybridLogicalClock;
   readonly #logs = new Map<string, LogState>();
   readonly #registers = new Map<string, MultiValueRegister<ItemState>>();
@@ -367,6 +376,16 @@ export class Vault {
     this.#deviceHex = toHex(options.device);
     this.#checkpointSigner = options.checkpointSigner;
     this.#replicas = options.replicas;
+    this.#cosignerQuorum = options.cosignerQuorum ?? 1;
+    if (!Number.isInteger(this.#cosignerQuorum) || this.#cosignerQuorum < 1) {
+      throw new E2ekvError('INVALID_ARGUMENT', `cosignerQuorum is a whole number of replicas, at least 1`);
+    }
+    if (this.#cosignerQuorum > this.#replicas.length) {
+      throw new E2ekvError(
+        'INVALID_ARGUMENT',
+        `cosignerQuorum ${this.#cosignerQuorum} needs at least that many replicas; this client has ${this.#replicas.length}`,
+      );
+    }
     this.#clock = options.clock ?? new HybridLogicalClock();
     this.#store = options.store;
     this.#log(this.#deviceHex);
@@ -405,6 +424,9 @@ export class Vault {
           throw damaged(`the stored entries of device ${storedLog.device} do not rebuild its pinned checkpoint`);
         }
         log.pin = pin;
+        // The pin's note keeps the cosignatures verified when it was kept: with enough of them, the quorum held.
+        const cosignatures = parseNote(pin.note).signatures.length - 1;
+        if (cosignatures >= this.#cosignerQuorum) this.#restoredProof.set(storedLog.device, pin.size);
       }
       if (storedLog.pin !== undefined && own) this.#ownCheckpoint = await this.#checkOwnCheckpoint(storedLog.pin, log);
       for (const [index, bytes] of log.entries.entries()) await this.#queue(log, index, bytes, undefined);
@@ -1110,6 +1132,9 @@ export class Vault {
    * is the answer. One pull at a time: two would both extend the same trees.
    */
   #pullFromReplicas(needed: number, enough: number): Promise<void> {
+    // With a cosigner quorum, a pull reaches at least that many replicas: fewer cannot prove anything new.
+    needed = Math.max(needed, Math.min(this.#cosignerQuorum, this.#replicas.length));
+    enough = Math.max(enough, needed);
     const done = this.#pulling.then(() => this.#pullSerially(needed, enough));
     this.#pulling = done.catch(() => undefined);
     return done;
@@ -1225,6 +1250,8 @@ export class Vault {
             (remote.size <= log.tree.size && !bytesEqual(remote.root, log.tree.root(remote.size)))
           ) {
             await this.#judgeCheckpoint(replica, info.cosigner, remote.device, log, previous);
+          } else if (this.#cosignerQuorum > 1 && remote.size > previous && !own) {
+            await this.#collectProof(replica, info.cosigner, remote.device, log);
           }
           continue;
         }
@@ -1358,6 +1385,45 @@ export class Vault {
     return this.#proved.get(url)?.get(device) ?? 0;
   }
 
+  /**
+   * How much of `device`'s log enough replicas proved to apply it: with a
+   * cosigner quorum of k, the k-th largest size the replicas proved this
+   * session (the own log, and k = 1, are not held back).
+   */
+  #provedByQuorum(device: string): number {
+    if (this.#cosignerQuorum <= 1 || device === this.#deviceHex) return Infinity;
+    const sizes = this.#replicas.map((r) => this.#proved.get(r.url)?.get(device) ?? 0).sort((a, b) => b - a);
+    return Math.max(sizes[this.#cosignerQuorum - 1] ?? 0, this.#restoredProof.get(device) ?? 0);
+  }
+
+  /**
+   * A replica that holds no more of a log than this device verified elsewhere
+   * still proves what it holds by its cosigned checkpoint, which must be of a
+   * prefix of the verified log. Kept in the pin's note (its cosignatures
+   * accumulate) and counted toward the cosigner quorum.
+   */
+  async #collectProof(replica: ReplicaTransport, cosigner: Cosigner, device: string, log: LogState): Promise<void> {
+    const note = await replica.checkpoint(this.id, device);
+    const verified = await verifyDeviceCheckpoint(note, this.#vaultId, log.device, [cosigner]);
+    if (verified.cosignatures.length === 0) {
+      throw new E2ekvError('UNKNOWN_KEY', `replica ${replica.url} did not cosign the checkpoint of device ${device}`);
+    }
+    const size = Number(verified.checkpoint.size);
+    if (size > log.tree.size || !bytesEqual(verified.checkpoint.root, log.tree.root(size))) {
+      // Not a prefix of what this device verified: the judgement of a contradiction applies.
+      return this.#judgeCheckpoint(replica, cosigner, device, log, this.#provedBy(replica.url, device, log));
+    }
+    this.#recordProved(replica.url, device, size);
+    const pin = log.pin;
+    if (pin !== undefined && pin.size === size) {
+      const merged = mergeNotes(pin.note, this.#keptNote(note, log.device, [cosigner]));
+      if (merged !== pin.note) {
+        log.pin = { ...pin, note: merged };
+        await this.#store?.setPin(this.id, device, log.pin);
+      }
+    }
+  }
+
   #recordProved(url: string, device: string, size: number): void {
     let sizes = this.#proved.get(url);
     if (sizes === undefined) this.#proved.set(url, (sizes = new Map()));
@@ -1388,10 +1454,11 @@ export class Vault {
     let progress = true;
     while (progress) {
       progress = false;
-      for (const log of this.#logs.values()) {
+      for (const [device, log] of this.#logs) {
+        const visible = this.#provedByQuorum(device);
         for (;;) {
           const next = log.waiting.get(log.applied);
-          if (next === undefined || !this.#dependenciesMet(next)) break;
+          if (next === undefined || log.applied >= visible || !this.#dependenciesMet(next)) break;
           log.waiting.delete(log.applied);
           this.#apply(next);
           log.applied++;
