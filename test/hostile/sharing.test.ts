@@ -525,41 +525,35 @@ test(removalWins, 'the removal first', 'alice');
 // Once a bug: the secret of every epoch record wrapped for this device was
 // handed on by access() and invite(), whether the record counted or not, and a
 // device reopening that access wrote in it. Such secrets now only decrypt.
-test(
-  'an epoch record that does not count gives no key to write with, to a member reopening its saved access or to a new invitee',
-  async (t) => {
-    const { replica, access, vaultId, alice, bob, carol } = await removal(t, 'admin');
-    const dave = device();
-    // Bob, removed, signs past his cut a record for epoch 2 (above Alice's 1), pretending he never saw his removal.
-    const own = replica.knownEntries(vaultId, bob.hex);
-    const bobLog = [
-      ...own,
-      epochRecordAs(bob.id, vaultId, 1, 2, [alice.keys, bob.keys, carol.keys], { [alice.hex]: 3 }),
-    ];
-    await forbidden(t, appendAs(server().url, bob.id, vaultId, bobLog, 1), /was removed from this vault/);
-    const relayed = await logOf(bob, vaultId, bobLog);
-    replica.serveLogs({ vault: vaultId, logs: [relayed] });
-    await alice.vault.sync();
-    await carol.vault.sync();
-    t.is(alice.vault.epoch, 1);
-    t.is(carol.vault.epoch, 1);
+test('an epoch record that does not count gives no key to write with, to a member reopening its saved access or to a new invitee', async (t) => {
+  const { replica, access, vaultId, alice, bob, carol } = await removal(t, 'admin');
+  const dave = device();
+  // Bob, removed, signs past his cut a record for epoch 2 (above Alice's 1), pretending he never saw his removal.
+  const own = replica.knownEntries(vaultId, bob.hex);
+  const bobLog = [...own, epochRecordAs(bob.id, vaultId, 1, 2, [alice.keys, bob.keys, carol.keys], { [alice.hex]: 3 })];
+  await forbidden(t, appendAs(server().url, bob.id, vaultId, bobLog, 1), /was removed from this vault/);
+  const relayed = await logOf(bob, vaultId, bobLog);
+  replica.serveLogs({ vault: vaultId, logs: [relayed] });
+  await alice.vault.sync();
+  await carol.vault.sync();
+  t.is(alice.vault.epoch, 1);
+  t.is(carol.vault.epoch, 1);
 
-    // Carol opens the vault again from the access she saved (what a keystore holds after a sync)...
-    const reopened = await (await connect(replica, carol)).openVault(carol.vault.access());
-    t.is(reopened.epoch, 1, "Carol writes in Alice's epoch, not in Bob's");
-    await reopened.set('from-carol', 'secret');
-    // ... and Alice invites Dave.
-    const joined = await (await connect(replica, dave)).joinVault(await alice.vault.invite(dave.keys, 'writer'));
-    t.is(joined.vault.epoch, 1, "Dave writes in Alice's epoch, not in Bob's");
-    await joined.vault.set('from-dave', 'secret');
+  // Carol opens the vault again from the access she saved (what a keystore holds after a sync)...
+  const reopened = await (await connect(replica, carol)).openVault(carol.vault.access());
+  t.is(reopened.epoch, 1, "Carol writes in Alice's epoch, not in Bob's");
+  await reopened.set('from-carol', 'secret');
+  // ... and Alice invites Dave.
+  const joined = await (await connect(replica, dave)).joinVault(await alice.vault.invite(dave.keys, 'writer'));
+  t.is(joined.vault.epoch, 1, "Dave writes in Alice's epoch, not in Bob's");
+  await joined.vault.set('from-dave', 'secret');
 
-    // Bob, on a new installation, is served every log: he must read none of it.
-    serveEverything(replica, vaultId, bob, [relayed]);
-    const b = await (await connect(replica, bob)).openVault(access);
-    t.is(await b.get('from-carol'), undefined);
-    t.is(await b.get('from-dave'), undefined);
-  },
-);
+  // Bob, on a new installation, is served every log: he must read none of it.
+  serveEverything(replica, vaultId, bob, [relayed]);
+  const b = await (await connect(replica, bob)).openVault(access);
+  t.is(await b.get('from-carol'), undefined);
+  t.is(await b.get('from-dave'), undefined);
+});
 
 // Once a protocol bug (SPEC.md 21.5, when void entries counted in pasts without
 // the removal): an add the removed admin signs past its cut, with a causal
