@@ -657,7 +657,7 @@ export class Vault {
     role: Role = 'writer',
     options: WriteOptions & { servers?: readonly string[] } = {},
   ): Promise<string> {
-    const invitee = typeof identity === 'string' ? parseIdentityString(identity) : identity;
+    const invitee = typeof identity === 'string' ? parseIdentityString(identity.trim()) : identity;
     if (!['reader', 'writer', 'admin'].includes(role)) {
       throw new E2ekvError('INVALID_ARGUMENT', `unknown role ${String(role)}: use reader, writer or admin`);
     }
@@ -688,12 +688,7 @@ export class Vault {
    * or a public identity. This device must be an admin, and cannot remove itself.
    */
   async removeMember(member: string | PublicIdentity, options: WriteOptions = {}): Promise<void> {
-    const device =
-      typeof member !== 'string'
-        ? toHex(member.signingKey)
-        : /^[0-9a-f]{64}$/.test(member)
-          ? member
-          : toHex(parseIdentityString(member).signingKey);
+    const device = this.#deviceOf(member);
     if (device === this.#deviceHex) {
       throw new E2ekvError(
         'INVALID_ARGUMENT',
@@ -712,6 +707,35 @@ export class Vault {
     });
     await this.#rebuildIfNeeded();
     await this.#push(options.ack ?? 'one');
+  }
+
+  /**
+   * Changes the role of a current member (this device must be an admin).
+   * Lowering a member to reader stops its writes, but it keeps reading: to
+   * take reading away, remove it.
+   */
+  async setRole(member: string | PublicIdentity, role: Role, options: WriteOptions = {}): Promise<void> {
+    const device = this.#deviceOf(member);
+    if (!['reader', 'writer', 'admin'].includes(role)) {
+      throw new E2ekvError('INVALID_ARGUMENT', `unknown role ${String(role)}: use reader, writer or admin`);
+    }
+    await this.#writeMembership(() => {
+      this.#checkCanChangeMembership();
+      if (!this.#currentMembers().some((m) => m.device === device)) {
+        throw new E2ekvError(
+          'NOT_FOUND',
+          `device ${device} is not a member of this vault as far as this device has synced`,
+        );
+      }
+      return [{ op: 'set-role', member: fromHex(device), role }];
+    });
+    await this.#push(options.ack ?? 'one');
+  }
+
+  /** A device id from a device id (hex), an identity string or a public identity. */
+  #deviceOf(member: string | PublicIdentity): string {
+    if (typeof member !== 'string') return toHex(member.signingKey);
+    return /^[0-9a-f]{64}$/.test(member) ? member : toHex(parseIdentityString(member.trim()).signingKey);
   }
 
   /** The current members, by this device's own replay of the vault's membership entries (never a replica's word). */

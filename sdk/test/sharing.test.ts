@@ -201,3 +201,22 @@ test('two admins that remove different members concurrently: every remaining mem
     t.is(await a.get('from-dave'), 'd');
   });
 });
+
+test("an admin changes a member's role; a writer made reader can no longer write", async (t) => {
+  await withServers(1, async (servers) => {
+    const alice = await client(servers);
+    const bob = await client(servers);
+    const { vault: a } = await alice.createVault();
+    const b = (await bob.joinVault(await a.invite(bob.identityString, 'writer'))).vault;
+    await b.set('k', 'while a writer');
+    await a.setRole(bob.deviceId, 'reader');
+    t.is(a.members().find((m) => m.device === bob.deviceId)?.role, 'reader');
+    await b.sync();
+    t.is(b.role, 'reader');
+    t.is(await asyncCodeOf(() => b.set('k', 'as a reader')), 'PERMISSION_DENIED');
+    t.is(await b.get('k'), 'while a writer');
+    await a.setRole(bob.identityString, 'admin');
+    await b.sync();
+    t.is(b.role, 'admin');
+  });
+});
