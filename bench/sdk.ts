@@ -47,12 +47,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   EnvelopePurpose,
-  KeyNameBlinder,
   addNoteSignatures,
   cosignatureSigner,
   decodeEntry,
-  deriveBlindingKey,
-  deriveValueKey,
   deviceCheckpointSigner,
   ed25519PublicKeyFromSeed,
   ed25519Signer,
@@ -81,6 +78,7 @@ import {
 import { openFileLocalStore } from 'e2ekv/node';
 import { HybridLogicalClock } from '../sdk/src/clock.js';
 import { openDataEntry, sealDataEntry, type VaultKeys } from '../sdk/src/entries.js';
+import { EpochKeyRing } from '../sdk/src/keyring.js';
 import { ReplicaTransport } from '../sdk/src/transport.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
 import {
@@ -208,12 +206,7 @@ class EntryCrypto {
 
   constructor() {
     const secret = randomBytes(32);
-    this.keys = {
-      vaultId: this.vaultId,
-      epoch: 0,
-      valueKeys: new Map([[0, deriveValueKey(secret, this.vaultId, 0)]]),
-      blinder: new KeyNameBlinder(deriveBlindingKey(secret, this.vaultId)),
-    };
+    this.keys = new EpochKeyRing(this.vaultId, secret);
     this.sealed = Array.from({ length: 256 }, () => this.seal().bytes);
   }
 
@@ -264,7 +257,7 @@ async function cryptoCeiling(entries: EntryCrypto): Promise<CryptoResults> {
     item: 0,
     blindedKey: randomBytes(32),
   };
-  const valueKey = keys.valueKeys.get(0)!;
+  const valueKey = keys.keysFor(0)[0]!;
   const envelope = sealEnvelope(valueKey, binding, valueOf(0));
   const checkpointSigner = await deviceCheckpointSigner(seed, vaultId);
   const cosigner = await cosignatureSigner('bench.example/replica', randomBytes(32));
