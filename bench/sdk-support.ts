@@ -1,7 +1,9 @@
 /**
- * Helpers of bench/sdk.ts: a fetch wrapper that counts what crosses the wire,
- * timed loops with per-operation latencies, CPU accounting of this process and
- * of a server process, and the baseline server from bench/baseline-server.ts.
+ * Helpers of bench/sdk.ts and bench/compare.ts: a fetch wrapper that counts
+ * what crosses the wire, timed loops with per-operation latencies, CPU
+ * accounting of this process and of a server process, the SDK's crypto
+ * ceiling per value (EntryCrypto), and the baseline server from
+ * bench/baseline-server.ts.
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -9,6 +11,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { decodeEntry, ed25519PublicKeyFromSeed, leafHash, randomBytes, type DataEntry } from '@e2ekv/protocol';
+import { HybridLogicalClock } from '../sdk/src/clock.js';
+import { openDataEntry, sealDataEntry, type VaultKeys } from '../sdk/src/entries.js';
+import { EpochKeyRing } from '../sdk/src/keyring.js';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 
@@ -42,10 +48,11 @@ function bodyLength(body: unknown): number {
 }
 
 /**
- * Wraps fetch and counts requests and bytes both ways. The response body is
- * read in full and handed back as a new Response: right for the SDK's JSON and
- * blob requests (it reads them whole anyway), wrong for event streams (the
- * benchmark never watches).
+ * Wraps fetch and counts requests and bytes both ways. A response with a
+ * Content-Length (and no Content-Encoding) is counted by it and passed on
+ * untouched; any other is read in full and handed back as a new Response:
+ * right for the SDK's JSON and blob requests (it reads them whole anyway),
+ * wrong for event streams (the benchmark never watches).
  */
 export class WireCounter implements WireTotals {
   requests = 0;
@@ -67,10 +74,17 @@ export class WireCounter implements WireTotals {
       `${init?.method ?? 'GET'} ${url.pathname}${url.search} HTTP/1.1\r\n`.length +
       headerBytes(new Headers(init?.headers));
     const response = await this.#inner(input, init);
-    const bytes = await response.arrayBuffer();
-    this.responseBodyBytes += bytes.byteLength;
     this.responseHeaderBytes +=
       `HTTP/1.1 ${response.status} ${response.statusText}\r\n`.length + headerBytes(response.headers);
+    // e2ekv-server sends a Content-Length and does not compress: counting it
+    // leaves the response untouched, so counting costs the SDK nothing.
+    const length = Number(response.headers.get('content-length') ?? NaN);
+    if (Number.isSafeInteger(length) && length >= 0 && response.headers.get('content-encoding') === null) {
+      this.responseBodyBytes += length;
+      return response;
+    }
+    const bytes = await response.arrayBuffer();
+    this.responseBodyBytes += bytes.byteLength;
     const nullBody = response.status === 204 || response.status === 304;
     return new Response(nullBody ? null : bytes, {
       status: response.status,
@@ -284,6 +298,67 @@ export async function measureRate(
     rates.push(ops / ((performance.now() - start) / 1000));
   }
   return median(rates);
+}
+
+// ---------------------------------------------------------------------------
+// The crypto ceiling of a set and of a sync, per 1 KiB value.
+
+/**
+ * The SDK's entry sealing and opening with the key material the client derives
+ * from a vault secret (client.ts #open): the ceiling a set or a sync could reach
+ * with free storage and network.
+ */
+export class EntryCrypto {
+  readonly vaultId = randomBytes(32);
+  readonly seed = randomBytes(32);
+  readonly device = ed25519PublicKeyFromSeed(this.seed);
+  readonly keys: VaultKeys;
+  readonly #clock = new HybridLogicalClock();
+  readonly #context = [{ device: randomBytes(32), size: 1000n }];
+  #index = 0;
+  readonly sealed: Uint8Array[];
+
+  readonly #keyOf: (i: number) => string;
+  readonly #valueOf: (i: number) => Uint8Array;
+
+  /** `keyOf` and `valueOf` name and fill the i-th key sealed. */
+  constructor(keyOf: (i: number) => string, valueOf: (i: number) => Uint8Array) {
+    this.#keyOf = keyOf;
+    this.#valueOf = valueOf;
+    const secret = randomBytes(32);
+    this.keys = new EpochKeyRing(this.vaultId, secret);
+    this.sealed = Array.from({ length: 256 }, () => this.seal().bytes);
+  }
+
+  seal() {
+    const i = this.#index++;
+    return sealDataEntry({
+      keys: this.keys,
+      device: this.device,
+      index: i,
+      clock: this.#clock.tick(),
+      context: this.#context,
+      writes: [{ name: this.#keyOf(i), value: { kind: 'bytes', bytes: this.#valueOf(i) } }],
+    });
+  }
+
+  /** What a local set computes: seal the entry, hash it into the Merkle tree. */
+  sealAndLeaf(n: number): void {
+    for (let i = 0; i < n; i++) leafHash(this.seal().bytes);
+  }
+
+  /** What a sync computes per entry: decode, open (decrypt, check bindings, blind the name again), hash the leaf. */
+  async decodeOpenAndLeaf(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const bytes = this.sealed[i % this.sealed.length]!;
+      await openDataEntry(decodeEntry(bytes) as DataEntry, this.keys, noBlob);
+      leafHash(bytes);
+    }
+  }
+}
+
+function noBlob(): Promise<Uint8Array> {
+  return Promise.reject(new Error('no blobs in this benchmark'));
 }
 
 // ---------------------------------------------------------------------------

@@ -49,9 +49,7 @@ import {
   EnvelopePurpose,
   addNoteSignatures,
   cosignatureSigner,
-  decodeEntry,
   deviceCheckpointSigner,
-  ed25519PublicKeyFromSeed,
   ed25519Signer,
   leafHash,
   openEnvelope,
@@ -62,7 +60,6 @@ import {
   toBase64,
   toHex,
   verifyDeviceCheckpoint,
-  type DataEntry,
   type EnvelopeBinding,
 } from '@e2ekv/protocol';
 import {
@@ -76,12 +73,10 @@ import {
   type VaultAccess,
 } from 'e2ekv';
 import { openFileLocalStore } from 'e2ekv/node';
-import { HybridLogicalClock } from '../sdk/src/clock.js';
-import { openDataEntry, sealDataEntry, type VaultKeys } from '../sdk/src/entries.js';
-import { EpochKeyRing } from '../sdk/src/keyring.js';
 import { ReplicaTransport } from '../sdk/src/transport.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../server/test/support/process.js';
 import {
+  EntryCrypto,
   WireCounter,
   fmt,
   liveBytes,
@@ -188,58 +183,6 @@ const CRYPTO_NAMES = {
   checkpointVerify: 'cosigned checkpoint verify (device + cosigner, one at a time)',
   requestSign: 'request signature (SHA-256 of a 2 KiB body + Ed25519)',
 } as const;
-
-/**
- * The SDK's entry sealing and opening with the key material the client derives
- * from a vault secret (client.ts #open): the ceiling a set or a sync could reach
- * with free storage and network.
- */
-class EntryCrypto {
-  readonly vaultId = randomBytes(32);
-  readonly seed = randomBytes(32);
-  readonly device = ed25519PublicKeyFromSeed(this.seed);
-  readonly keys: VaultKeys;
-  readonly #clock = new HybridLogicalClock();
-  readonly #context = [{ device: randomBytes(32), size: 1000n }];
-  #index = 0;
-  readonly sealed: Uint8Array[];
-
-  constructor() {
-    const secret = randomBytes(32);
-    this.keys = new EpochKeyRing(this.vaultId, secret);
-    this.sealed = Array.from({ length: 256 }, () => this.seal().bytes);
-  }
-
-  seal() {
-    const i = this.#index++;
-    return sealDataEntry({
-      keys: this.keys,
-      device: this.device,
-      index: i,
-      clock: this.#clock.tick(),
-      context: this.#context,
-      writes: [{ name: keyOf(i), value: { kind: 'bytes', bytes: valueOf(i) } }],
-    });
-  }
-
-  /** What a local set computes: seal the entry, hash it into the Merkle tree. */
-  sealAndLeaf(n: number): void {
-    for (let i = 0; i < n; i++) leafHash(this.seal().bytes);
-  }
-
-  /** What a sync computes per entry: decode, open (decrypt, check bindings, blind the name again), hash the leaf. */
-  async decodeOpenAndLeaf(n: number): Promise<void> {
-    for (let i = 0; i < n; i++) {
-      const bytes = this.sealed[i % this.sealed.length]!;
-      await openDataEntry(decodeEntry(bytes) as DataEntry, this.keys, noBlob);
-      leafHash(bytes);
-    }
-  }
-}
-
-function noBlob(): Promise<Uint8Array> {
-  return Promise.reject(new Error('no blobs in this benchmark'));
-}
 
 /** One window of `durationMs` of a ceiling loop: ops/s, for ceilings interleaved with the workloads. */
 async function ceilingWindow(run: (n: number) => Promise<void> | void, durationMs: number): Promise<number> {
@@ -1166,7 +1109,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const report: Report = {};
-  const entryCrypto = new EntryCrypto();
+  const entryCrypto = new EntryCrypto(keyOf, valueOf);
   try {
     if (runs('crypto')) {
       log('crypto ceiling:');

@@ -25,38 +25,22 @@
  * bench/results/server-ingest-<ISO time>.json.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  EnvelopePurpose,
-  MerkleTree,
-  NO_BLINDED_KEY,
-  REQUEST_NONCE_LENGTH,
-  ValueKind,
-  bytesEqual,
-  deriveValueKey,
-  deviceCheckpointSigner,
-  encodeAppendRequest,
-  encodeCreateVaultRequest,
-  encodeEntry,
-  encodeEntryMeta,
-  encodeItemPayload,
-  formatAuthorization,
-  fromBase64,
-  fromHex,
-  leafHash,
-  randomBytes,
-  requestSignatureInput,
-  sealEnvelope,
-  signDeviceCheckpoint,
-} from '@e2ekv/protocol';
-import type { AppendRequest, Ed25519Signer, HybridClock, NoteSigner } from '@e2ekv/protocol';
+import { fromBase64 } from '@e2ekv/protocol';
 import { startServerProcess, tempDir } from '../server/test/support/process.js';
-import { TestDevice } from '../server/test/support/writer.js';
+import {
+  BenchWriter,
+  HttpClient,
+  VALUE_BYTES,
+  authorize,
+  checkShortcuts,
+  createSharedVault,
+  type HttpReply,
+  type PreparedAppend,
+} from './ingest-support.js';
 
 const quick = process.argv.includes('--quick');
 /** `--only 256x16` runs one workload (batch x writers), for profiling. */
@@ -67,7 +51,6 @@ const ROUND_MS = quick ? 1000 : 3000;
 const WARMUP_MS = quick ? 300 : 1000;
 const BATCH_SIZES = [1, 16, 256] as const;
 const WRITER_COUNTS = [1, 16] as const;
-const VALUE_BYTES = 1024;
 /** Entries built per workload before its warm-up has measured a rate. */
 const WARMUP_GUESS_ENTRIES = 512;
 /** Entries per workload the baseline may cycle through (see BenchWriter.nextForBaseline). */
@@ -77,335 +60,6 @@ const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(benchDir, '..');
 
 type TargetName = 'e2ekv' | 'baseline';
-
-// ---------------------------------------------------------------------------
-// A tiny HTTP client: keep-alive sockets, one request per socket at a time.
-// (Bare fetch tops out around 2,500 requests/s here and would cap the numbers.)
-
-interface HttpReply {
-  status: number;
-  text: string;
-}
-
-class HttpClient {
-  readonly #agent: http.Agent;
-  readonly #host: string;
-  readonly #port: number;
-
-  constructor(baseUrl: string, maxSockets: number) {
-    const url = new URL(baseUrl);
-    this.#host = url.hostname;
-    this.#port = Number(url.port);
-    this.#agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
-  }
-
-  request(
-    method: string,
-    requestPath: string,
-    body?: Buffer,
-    headers: Record<string, string> = {},
-  ): Promise<HttpReply> {
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          agent: this.#agent,
-          host: this.#host,
-          port: this.#port,
-          method,
-          path: requestPath,
-          headers:
-            body === undefined
-              ? headers
-              : { ...headers, 'content-type': 'application/json', 'content-length': String(body.length) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
-  }
-
-  close(): void {
-    this.#agent.destroy();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Request signing at send time.
-
-const EMPTY = new Uint8Array(0);
-
-function sha256Node(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(bytes).digest());
-}
-
-/**
- * The Authorization header of one POST (SPEC.md section 18). Same bytes as
- * signRequest, except that the body's SHA-256 comes precomputed: the signature
- * input ends with it, and hashing a 256-entry body with the protocol's
- * JavaScript SHA-256 takes ~4 ms, which would make the client the bottleneck.
- */
-async function authorize(signer: Ed25519Signer, audience: Uint8Array, requestPath: string, bodyHash: Uint8Array) {
-  const timestampMs = BigInt(Date.now());
-  const nonce = randomBytes(REQUEST_NONCE_LENGTH);
-  const input = requestSignatureInput({
-    audience,
-    device: signer.publicKey,
-    timestampMs,
-    nonce,
-    method: 'POST',
-    path: requestPath,
-    body: EMPTY,
-  });
-  input.set(bodyHash, input.length - bodyHash.length);
-  return formatAuthorization({ device: signer.publicKey, timestampMs, nonce, signature: await signer.sign(input) });
-}
-
-// Shortcuts for building bodies ahead: node:crypto SHA-256 and Buffer base64
-// are 5 to 10 times faster than the protocol's portable JavaScript, and produce
-// the same bytes (checkShortcuts makes sure of it before anything runs).
-
-const LEAF_PREFIX = Uint8Array.of(0);
-
-/** RFC 6962 leaf hash, as protocol's leafHash. */
-function fastLeafHash(entry: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(LEAF_PREFIX).update(entry).digest());
-}
-
-function base64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-}
-
-/** JSON.stringify(encodeAppendRequest(request)), with fast base64. */
-function encodeAppendBody(request: AppendRequest): string {
-  return JSON.stringify({
-    start: request.start,
-    entries: request.entries.map(base64),
-    blobs: request.blobs.map(base64),
-    checkpoint: request.checkpoint,
-    consistencyProof: request.consistencyProof.map(base64),
-  });
-}
-
-/** Fails loudly if a shortcut ever stops producing what the protocol's own code does. */
-function checkShortcuts(): void {
-  const body = randomBytes(100);
-  const request = {
-    audience: randomBytes(32),
-    device: randomBytes(32),
-    timestampMs: 1n,
-    nonce: randomBytes(REQUEST_NONCE_LENGTH),
-    method: 'POST',
-    path: '/v1/x',
-  };
-  const expected = requestSignatureInput({ ...request, body });
-  const shortcut = requestSignatureInput({ ...request, body: EMPTY });
-  shortcut.set(sha256Node(body), shortcut.length - 32);
-  if (!bytesEqual(expected, shortcut)) throw new Error('the request signature input no longer ends with SHA-256(body)');
-  for (const length of [0, 1, 2, 3, 1344]) {
-    const bytes = randomBytes(length);
-    if (!bytesEqual(fastLeafHash(bytes), leafHash(bytes))) throw new Error('fastLeafHash differs from leafHash');
-  }
-  const append: AppendRequest = {
-    start: 3,
-    entries: [randomBytes(1344), randomBytes(1)],
-    blobs: [randomBytes(2)],
-    checkpoint: 'note\n',
-    consistencyProof: [randomBytes(32)],
-  };
-  if (encodeAppendBody(append) !== JSON.stringify(encodeAppendRequest(append))) {
-    throw new Error('encodeAppendBody differs from encodeAppendRequest');
-  }
-}
-
-/** A setup request, signed the ordinary way. */
-async function signedPost(
-  client: HttpClient,
-  device: TestDevice,
-  audience: Uint8Array,
-  requestPath: string,
-  json: unknown,
-) {
-  const body = Buffer.from(JSON.stringify(json));
-  const authorization = await device.authorize({ audience, method: 'POST', path: requestPath, body });
-  const reply = await client.request('POST', requestPath, body, { authorization });
-  if (reply.status !== 200 && reply.status !== 201) {
-    throw new Error(`setup request ${requestPath} answered ${reply.status}: ${reply.text.slice(0, 500)}`);
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Writers: each continues its device's log with data entries, prepared ahead.
-
-interface PreparedAppend {
-  /** The log's size before this append: the request's `start`. */
-  start: number;
-  entries: number;
-  body: Buffer;
-  bodyHash: Uint8Array;
-}
-
-class BenchWriter {
-  readonly device: TestDevice;
-  readonly vaultId: string;
-  readonly appendPath: string;
-  readonly #vaultId: Uint8Array;
-  readonly #checkpointSigner: NoteSigner;
-  readonly #valueKey: Uint8Array;
-  readonly #tree: MerkleTree;
-  readonly #batch: number;
-  readonly #poolSize: number;
-  #clock: HybridClock = { wallMs: 0n, counter: 0 };
-  /** Built appends; `#dropped` of them were dropped from the front. */
-  #prepared: PreparedAppend[] = [];
-  #dropped = 0;
-  /** Absolute index of the next append e2ekv gets. */
-  #e2ekvNext = 0;
-  #baselineNext = 0;
-  #baselineCycle = 0;
-
-  private constructor(
-    device: TestDevice,
-    vaultId: string,
-    checkpointSigner: NoteSigner,
-    batch: number,
-    poolSize: number,
-  ) {
-    this.device = device;
-    this.vaultId = vaultId;
-    this.appendPath = `/v1/vaults/${vaultId}/logs/${device.hex}/append`;
-    this.#vaultId = fromHex(vaultId);
-    this.#checkpointSigner = checkpointSigner;
-    // A fresh random epoch secret: the server never sees keys, so any will do.
-    this.#valueKey = deriveValueKey(randomBytes(32), this.#vaultId, 0);
-    // Continues whatever the device already wrote (the creator's membership entries).
-    this.#tree = new MerkleTree(device.entries(vaultId).map(fastLeafHash));
-    this.#batch = batch;
-    this.#poolSize = poolSize;
-  }
-
-  static async takeOver(device: TestDevice, vaultId: string, batch: number, poolSize: number): Promise<BenchWriter> {
-    const signer = await deviceCheckpointSigner(device.seed, fromHex(vaultId));
-    return new BenchWriter(device, vaultId, signer, batch, poolSize);
-  }
-
-  get signer(): Ed25519Signer {
-    return this.device.signer;
-  }
-
-  /** Appends ready for e2ekv. */
-  get readyForE2ekv(): number {
-    return this.#dropped + this.#prepared.length - this.#e2ekvNext;
-  }
-
-  /** Builds appends until `count` are ready for e2ekv. */
-  async prepare(count: number): Promise<void> {
-    while (this.readyForE2ekv < count) this.#prepared.push(await this.#build());
-  }
-
-  /** The next append of this log, in order; undefined when none is prepared. */
-  nextForE2ekv(): PreparedAppend | undefined {
-    const next = this.#prepared[this.#e2ekvNext - this.#dropped];
-    if (next !== undefined) this.#e2ekvNext++;
-    return next;
-  }
-
-  /**
-   * The baseline checks nothing, so it may take the same bodies again: it cycles
-   * through the most recent ones, each cycle under a different vault id in the
-   * path, so that its (vault, device, index) keys stay unique. This way the
-   * baseline, which runs faster, needs no bodies beyond those built for e2ekv.
-   */
-  nextForBaseline(): { path: string; append: PreparedAppend } {
-    const first = this.#dropped;
-    if (this.#baselineNext < first || this.#baselineNext >= first + this.#prepared.length) {
-      this.#baselineNext = first;
-      this.#baselineCycle++;
-    }
-    const append = this.#prepared[this.#baselineNext++ - first]!;
-    return { path: this.#baselinePath(), append };
-  }
-
-  /** Starts a new baseline cycle (at a run's start, so keys stay unique when the pool moved). */
-  newBaselineCycle(): void {
-    this.#baselineNext = -1;
-  }
-
-  /** Drops bodies e2ekv has sent that the baseline pool no longer needs. */
-  trim(): void {
-    const keepFrom = Math.max(this.#dropped, this.#e2ekvNext - this.#poolSize);
-    this.#prepared.splice(0, keepFrom - this.#dropped);
-    this.#dropped = keepFrom;
-  }
-
-  #baselinePath(): string {
-    // Same length as the real path: the cycle number replaces the vault id's first 8 hex digits.
-    const cycle = this.#baselineCycle.toString(16).padStart(8, '0');
-    return `/v1/vaults/${cycle}${this.vaultId.slice(8)}/logs/${this.device.hex}/append`;
-  }
-
-  async #build(): Promise<PreparedAppend> {
-    const start = this.#tree.size;
-    const entries: Uint8Array[] = [];
-    for (let i = 0; i < this.#batch; i++) {
-      const entry = this.#dataEntry(BigInt(start + i));
-      entries.push(entry);
-      this.#tree.append(fastLeafHash(entry));
-    }
-    const size = this.#tree.size;
-    const body = Buffer.from(
-      encodeAppendBody({
-        start,
-        entries,
-        blobs: [],
-        checkpoint: await signDeviceCheckpoint(this.#checkpointSigner, { size: BigInt(size), root: this.#tree.root() }),
-        consistencyProof: start > 0 ? this.#tree.consistencyProof(start, size) : [],
-      }),
-    );
-    return { start, entries: this.#batch, body, bodyHash: sha256Node(body) };
-  }
-
-  // What the SDK writes: sealed metadata (clock, empty context) and one item
-  // whose inline envelope seals VALUE_BYTES random bytes under a blinded key.
-  #dataEntry(index: bigint): Uint8Array {
-    const device = this.signer.publicKey;
-    const bind = { vaultId: this.#vaultId, device, logIndex: index, epoch: 0 };
-    const wallMs = BigInt(Date.now());
-    this.#clock =
-      wallMs > this.#clock.wallMs
-        ? { wallMs, counter: 0 }
-        : { wallMs: this.#clock.wallMs, counter: this.#clock.counter + 1 };
-    const meta = sealEnvelope(
-      this.#valueKey,
-      { ...bind, purpose: EnvelopePurpose.entryMeta, item: 0, blindedKey: NO_BLINDED_KEY },
-      encodeEntryMeta({ clock: this.#clock, context: [] }, device),
-    );
-    const blindedKey = randomBytes(32);
-    const envelope = sealEnvelope(
-      this.#valueKey,
-      { ...bind, purpose: EnvelopePurpose.itemValue, item: 0, blindedKey },
-      encodeItemPayload({
-        name: new TextEncoder().encode(`bench/${index}`),
-        kind: ValueKind.bytes,
-        value: randomBytes(VALUE_BYTES),
-      }),
-    );
-    return encodeEntry({
-      type: 'data',
-      vaultId: this.#vaultId,
-      device,
-      index,
-      epoch: 0,
-      meta,
-      items: [{ blindedKey, value: { kind: 'inline', envelope } }],
-    });
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Server processes.
@@ -619,26 +273,7 @@ async function runWorkload(
   batch: number,
   writerCount: number,
 ): Promise<WorkloadResult> {
-  const devices = await Promise.all(Array.from({ length: writerCount }, () => TestDevice.create()));
-  const creator = devices[0]!;
-  const { signedGenesis, vaultId } = await creator.genesis();
-  await signedPost(
-    e2ekv.client!,
-    creator,
-    audience,
-    '/v1/vaults',
-    encodeCreateVaultRequest({ genesis: signedGenesis }),
-  );
-  for (const other of devices.slice(1)) {
-    const append = await creator.membershipAppend(vaultId, other.addChange('writer'));
-    await signedPost(
-      e2ekv.client!,
-      creator,
-      audience,
-      `/v1/vaults/${vaultId}/logs/${creator.hex}/append`,
-      encodeAppendRequest(append),
-    );
-  }
+  const { vaultId, devices } = await createSharedVault([{ client: e2ekv.client!, audience }], writerCount);
   const poolSize = Math.max(4, Math.ceil(BASELINE_POOL_ENTRIES / (batch * writerCount)));
   const writers = await Promise.all(devices.map((d) => BenchWriter.takeOver(d, vaultId, batch, poolSize)));
 
