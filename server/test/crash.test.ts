@@ -87,20 +87,14 @@ test(`every acknowledged append survives ${KILLS} kill -9 restarts`, async (t) =
             t.fail(`entry ${start + i} differs`);
         });
       }
+      const checkpoint = await request(server.url, 'GET', `/v1/vaults/${vaultId}/logs/${device.hex}/checkpoint`, {
+        signer: device.signer,
+        audience,
+      });
+      t.is(checkpoint.status, 200, `round ${round}: the checkpoint request failed: ${checkpoint.text}`);
       t.deepEqual(
         device.tree(vaultId).root(size),
-        (
-          await verifyDeviceCheckpoint(
-            (
-              await request(server.url, 'GET', `/v1/vaults/${vaultId}/logs/${device.hex}/checkpoint`, {
-                signer: device.signer,
-                audience,
-              })
-            ).text,
-            fromHex(vaultId),
-            device.publicKey,
-          )
-        ).checkpoint.root,
+        (await verifyDeviceCheckpoint(checkpoint.text, fromHex(vaultId), device.publicKey)).checkpoint.root,
       );
       // Resume from what the server holds (an unacknowledged batch may or may not have landed).
       device.rewind(vaultId, size);
