@@ -5,6 +5,7 @@
  * Decoders here accept exactly one encoding of each value, so that signed bytes
  * can never be re-encoded into different bytes that still parse.
  */
+import { nodeBuffer } from './crypto/node.js';
 import { E2ekvError } from './errors.js';
 
 export const MAX_U64 = (1n << 64n) - 1n;
@@ -56,6 +57,7 @@ export function wipe(buffer: Uint8Array): void {
 const hexAlphabet = '0123456789abcdef';
 
 export function toHex(bytes: Uint8Array): string {
+  if (nodeBuffer !== undefined) return nodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex');
   let out = '';
   for (const b of bytes) out += hexAlphabet[b >> 4]! + hexAlphabet[b & 15]!;
   return out;
@@ -66,6 +68,7 @@ export function fromHex(text: string, what = 'hex string'): Uint8Array {
   if (text.length % 2 !== 0 || !/^[0-9a-f]*$/.test(text)) {
     throw new E2ekvError('MALFORMED', `${what} is not lowercase hex of whole bytes`);
   }
+  if (nodeBuffer !== undefined) return new Uint8Array(nodeBuffer.from(text, 'hex'));
   const out = new Uint8Array(text.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
   return out;
@@ -74,9 +77,18 @@ export function fromHex(text: string, what = 'hex string'): Uint8Array {
 const b64Alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const b64Lookup = new Int16Array(128).fill(-1);
 for (let i = 0; i < b64Alphabet.length; i++) b64Lookup[b64Alphabet.charCodeAt(i)] = i;
+/** Alphabet characters, then at most two '=': what fromBase64's character check accepts. */
+const b64Text = /^[A-Za-z0-9+/]*={0,2}$/;
+
+// In Node, Buffer's base64 (found at run time, see crypto/node.ts): measured
+// here, encoding is 2x (32 bytes) to 24x (1,300 bytes) faster than the loop
+// below, and decoding 5x (32 bytes) to 40x (1,300 bytes). Decoding still checks
+// every character here first: Buffer skips characters outside the alphabet.
+const buffer = nodeBuffer;
 
 /** Standard base64 (RFC 4648 section 4) with padding. */
 export function toBase64(bytes: Uint8Array): string {
+  if (buffer !== undefined) return buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
   let out = '';
   let i = 0;
   for (; i + 2 < bytes.length; i += 3) {
@@ -108,13 +120,34 @@ export function fromBase64(text: string, what = 'base64 text'): Uint8Array {
   if (text.endsWith('==')) padding = 2;
   else if (text.endsWith('=')) padding = 1;
   const body = text.length - padding;
-  for (let i = 0; i < body; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 128 || b64Lookup[c] === -1) {
-      throw new E2ekvError('MALFORMED', `${what} has a character outside the standard base64 alphabet at offset ${i}`);
+  // The same test as the loop, as one native regular expression; the loop says where.
+  if (!b64Text.test(text)) {
+    for (let i = 0; i < body; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 128 || b64Lookup[c] === -1) {
+        throw new E2ekvError(
+          'MALFORMED',
+          `${what} has a character outside the standard base64 alphabet at offset ${i}`,
+        );
+      }
     }
   }
-  const out = new Uint8Array((text.length / 4) * 3 - padding);
+  const length = (text.length / 4) * 3 - padding;
+  const out = buffer === undefined ? decodeBase64(text, length, body) : new Uint8Array(buffer.from(text, 'base64'));
+  if (out.length !== length) {
+    throw new E2ekvError('INTERNAL', `base64 decoding gave ${out.length} bytes where ${length} were expected`);
+  }
+  // Padding characters inside the body were rejected above as outside the alphabet;
+  // what remains is the canonical-bits rule.
+  if (toBase64(out) !== text) {
+    throw new E2ekvError('NON_CANONICAL', `${what} is not canonical base64 (non-zero trailing bits)`);
+  }
+  return out;
+}
+
+/** Decodes base64 whose characters were checked; `body` is its length without padding. */
+function decodeBase64(text: string, length: number, body: number): Uint8Array {
+  const out = new Uint8Array(length);
   let o = 0;
   for (let i = 0; i < text.length; i += 4) {
     const a = b64Lookup[text.charCodeAt(i)]!;
@@ -125,11 +158,6 @@ export function fromBase64(text: string, what = 'base64 text'): Uint8Array {
     out[o++] = n >> 16;
     if (o < out.length) out[o++] = (n >> 8) & 255;
     if (o < out.length) out[o++] = n & 255;
-  }
-  // Padding characters inside the body were rejected above as outside the alphabet;
-  // what remains is the canonical-bits rule.
-  if (toBase64(out) !== text) {
-    throw new E2ekvError('NON_CANONICAL', `${what} is not canonical base64 (non-zero trailing bits)`);
   }
   return out;
 }
@@ -181,8 +209,12 @@ export function fromUtf8(bytes: Uint8Array, what = 'text'): string {
   }
 }
 
+// ES2024's String.prototype.isWellFormed (Node 20, current browsers), native.
+const nativeIsWellFormed = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
 /** True for a string that encodes to UTF-8 without replacement (no lone surrogates). */
 export function isWellFormedString(text: string): boolean {
+  if (nativeIsWellFormed !== undefined) return nativeIsWellFormed.call(text);
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c >= 0xd800 && c <= 0xdbff) {

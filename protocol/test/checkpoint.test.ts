@@ -3,7 +3,7 @@ import path from 'node:path';
 import test from 'ava';
 import { rejectsCode, throwsCode } from '../../test/support/errors.js';
 import { MAX_I64, concatBytes, fromBase64, fromHex, toBase64, toHex, utf8 } from '../src/bytes.js';
-import { ed25519Verify, tweetnaclEd25519, webCryptoEd25519 } from '../src/crypto/ed25519.js';
+import { ed25519Verify, nodeCryptoEd25519, tweetnaclEd25519, webCryptoEd25519 } from '../src/crypto/ed25519.js';
 import type { Ed25519Backend } from '../src/crypto/ed25519.js';
 import {
   COSIGNATURE_V1_LENGTH,
@@ -45,7 +45,7 @@ const [logLine, witLine] = cpNote.slice(body.length + 1).split(/(?<=\n)/) as [st
 const LOG_NAME = 'vault.example/v/abc123';
 const WITNESS_NAME = 'replica1.example/w';
 const TIME = 1700000000n;
-const backends: readonly Ed25519Backend[] = [webCryptoEd25519, tweetnaclEd25519];
+const backends: readonly Ed25519Backend[] = [nodeCryptoEd25519, webCryptoEd25519, tweetnaclEd25519];
 
 function seed(first: number): Uint8Array {
   return Uint8Array.from({ length: 32 }, (_, i) => first + i);

@@ -5,6 +5,7 @@ import {
   defaultEd25519,
   ed25519PublicKeyFromSeed,
   needsReferenceVerifier,
+  nodeCryptoEd25519,
   tweetnaclEd25519,
   webCryptoEd25519,
   type Ed25519Backend,
@@ -19,7 +20,7 @@ test('the edge-case file has all 914 vectors, 208 of them valid', (t) => {
   t.is(cases.filter((c) => c.expected_valid).length, 208);
 });
 
-for (const backend of [webCryptoEd25519, tweetnaclEd25519] as Ed25519Backend[]) {
+for (const backend of [nodeCryptoEd25519, webCryptoEd25519, tweetnaclEd25519] as Ed25519Backend[]) {
   test(`${backend.name} gives Go's verdict on every Ed25519 edge case`, async (t) => {
     const disagreements: number[] = [];
     for (const c of cases) {
@@ -47,8 +48,33 @@ for (const backend of [webCryptoEd25519, tweetnaclEd25519] as Ed25519Backend[]) 
   });
 }
 
-test('Node 20 and later select the WebCrypto backend', async (t) => {
-  t.is((await defaultEd25519()).name, 'webcrypto');
+test('Node 20.16 and later select the node:crypto backend', async (t) => {
+  t.is((await defaultEd25519()).name, 'node');
+});
+
+test('the node:crypto backend signs exactly as the others and verifies their signatures', async (t) => {
+  for (let i = 0; i < 16; i++) {
+    const seed = new Uint8Array(32).fill(i * 11 + 3);
+    const message = utf8(`message ${i}`.repeat(i));
+    const node = await nodeCryptoEd25519.signer(seed);
+    const web = await webCryptoEd25519.signer(seed);
+    const nacl = await tweetnaclEd25519.signer(seed);
+    t.deepEqual(node.publicKey, nacl.publicKey);
+    t.deepEqual(web.publicKey, nacl.publicKey);
+    const signature = await node.sign(message);
+    t.deepEqual(signature, await nacl.sign(message));
+    t.deepEqual(signature, await web.sign(message));
+    // A plain Uint8Array of its own, not a view into a shared Buffer pool.
+    t.is(signature.constructor, Uint8Array);
+    t.is(signature.byteLength, signature.buffer.byteLength);
+    for (const backend of [nodeCryptoEd25519, webCryptoEd25519, tweetnaclEd25519]) {
+      t.true(await backend.verify(node.publicKey, message, signature), backend.name);
+      const tampered = signature.slice();
+      tampered[40]! ^= 1;
+      t.false(await backend.verify(node.publicKey, message, tampered), backend.name);
+    }
+  }
+  await t.throwsAsync(() => nodeCryptoEd25519.signer(new Uint8Array(31)), { instanceOf: E2ekvError });
 });
 
 test('enrolment rejects every small-order, mixed-order and non-canonical key among the edge cases', (t) => {
@@ -126,7 +152,7 @@ test('wherever raw WebCrypto or node:crypto differ from Go, the reference path i
   t.log(`${process.version}: raw native Ed25519 differs from Go on ${differing} of ${cases.length} vectors`);
 });
 
-test('ordinary signatures under enrolled keys take the WebCrypto path', async (t) => {
+test('ordinary signatures under enrolled keys take the native path', async (t) => {
   for (let i = 0; i < 16; i++) {
     const signer = await webCryptoEd25519.signer(new Uint8Array(32).fill(i + 1));
     const signature = await signer.sign(Uint8Array.of(i));

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { rejectsCode, throwsCode } from '../../test/support/errors.js';
 import { concatBytes, fromBase64, toBase64, utf8 } from '../src/bytes.js';
-import { tweetnaclEd25519, webCryptoEd25519 } from '../src/crypto/ed25519.js';
+import { nodeCryptoEd25519, tweetnaclEd25519, webCryptoEd25519 } from '../src/crypto/ed25519.js';
 import type { Ed25519Backend } from '../src/crypto/ed25519.js';
 import { E2ekvError } from '../src/errors.js';
 import {
@@ -28,7 +28,7 @@ const vkey = c2spVkey;
 
 const fooNote = vector('foo.note');
 const fooVkey = vkey('foo.vkey');
-const backends: readonly Ed25519Backend[] = [webCryptoEd25519, tweetnaclEd25519];
+const backends: readonly Ed25519Backend[] = [nodeCryptoEd25519, webCryptoEd25519, tweetnaclEd25519];
 
 function seed(first: number): Uint8Array {
   return Uint8Array.from({ length: 32 }, (_, i) => first + i);
