@@ -4,16 +4,24 @@
  */
 type Labels = Readonly<Record<string, string>>;
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
+function escapeLabelValue(value: string): string {
+  return NEEDS_ESCAPE.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
+}
+
+// Called for every request (a counter and a histogram): a loop rather than
+// sort/map/join and three replaces per value, which cost 1.4% of an append's CPU.
 function labelKey(labels: Labels): string {
-  const keys = Object.keys(labels).sort();
+  const keys = Object.keys(labels);
   if (keys.length === 0) return '';
-  return (
-    '{' +
-    keys
-      .map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
-      .join(',') +
-    '}'
-  );
+  if (keys.length > 1) keys.sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    out += `${i === 0 ? '' : ','}${k}="${escapeLabelValue(String(labels[k]))}"`;
+  }
+  return out + '}';
 }
 
 interface Family {
