@@ -1,6 +1,8 @@
 /**
- * HTTP access to one replica (server/API.md), for browsers and Node alike: only
- * `fetch`, WebCrypto (through the protocol package) and '@e2ekv/protocol'.
+ * HTTP access to one replica (server/API.md), for browsers and Node alike:
+ * `fetch` (or, in Node when the caller passed no fetch, node:http with keep-alive
+ * agents: http-node.ts), WebCrypto (through the protocol package) and
+ * '@e2ekv/protocol'.
  *
  * This module signs requests and checks the *shape* of answers, nothing more.
  * A replica is not trusted: every checkpoint, entry and blob it returns must be
@@ -36,6 +38,7 @@ import {
   type Role,
   type VaultStateResponse,
 } from '@e2ekv/protocol';
+import { nodeHttpSender, type HttpSender } from './http-node.js';
 
 /** The protocol version whose paths (/v1/...) this transport speaks. */
 const PROTOCOL_VERSION = 1;
@@ -49,7 +52,11 @@ export interface ReplicaTransportOptions {
   url: string;
   /** The device that signs every vault request. */
   signer: Ed25519Signer;
-  /** Defaults to the global fetch. */
+  /**
+   * Defaults to node:http / node:https with keep-alive agents in Node (the event
+   * stream of `events` still uses the global fetch there), and to the global
+   * fetch elsewhere.
+   */
   fetch?: typeof fetch;
   /** How long one request may take, answer body included (default 30 s). */
   timeoutMs?: number;
@@ -131,8 +138,13 @@ export class ReplicaTransport {
   /** The base URL, without a trailing slash; used in every error message. */
   readonly url: string;
   readonly #signer: Ed25519Signer;
-  readonly #fetch: typeof fetch;
+  /** The caller's fetch, if it passed one. */
+  readonly #fetch: typeof fetch | undefined;
+  /** node:http, when there is no caller's fetch and this runs in Node. */
+  readonly #node: HttpSender | undefined;
   readonly #timeoutMs: number;
+  /** Aborted by close(): ends event streams. */
+  readonly #closing = new AbortController();
   readonly #pinned: Cosigner | undefined;
   #info: Promise<ReplicaInfo> | undefined;
 
@@ -151,13 +163,31 @@ export class ReplicaTransport {
     }
     this.url = options.url.replace(/\/+$/, '');
     this.#signer = options.signer;
-    this.#fetch = options.fetch ?? fetch;
+    this.#fetch = options.fetch;
+    this.#node = options.fetch === undefined ? nodeHttpSender() : undefined;
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) {
       throw new E2ekvError('INVALID_ARGUMENT', `timeoutMs must be a positive whole number of milliseconds`);
     }
     this.#timeoutMs = timeoutMs;
     this.#pinned = options.cosigner;
+  }
+
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return this.#closing.signal.aborted;
+  }
+
+  /**
+   * Releases the connections this transport keeps open (Node's keep-alive
+   * sockets) and ends its event streams. Requests after close() fail with
+   * UNAVAILABLE. Idle keep-alive sockets never keep a Node process alive, even
+   * without close().
+   */
+  close(): void {
+    if (this.#closing.signal.aborted) return;
+    this.#closing.abort(new E2ekvError('UNAVAILABLE', `the transport to replica ${this.url} was closed`));
+    this.#node?.close();
   }
 
   /**
@@ -221,8 +251,8 @@ export class ReplicaTransport {
 
   /** GET /v1/vaults/{vault}/logs/{device}/checkpoint: the latest cosigned checkpoint note (unverified). */
   async checkpoint(vaultId: Key32, device: Key32): Promise<string> {
-    const response = await this.#request('GET', `${logPath(vaultId, device)}/checkpoint`);
-    return decodeText(await this.#bytes(response), this.url);
+    const { body } = await this.#send('GET', `${logPath(vaultId, device)}/checkpoint`);
+    return decodeText(body, this.url);
   }
 
   /**
@@ -260,8 +290,7 @@ export class ReplicaTransport {
     if (!HEX64.test(hashHex)) {
       throw new E2ekvError('INVALID_ARGUMENT', 'a blob hash is 64 lowercase hex digits (a SHA-256)');
     }
-    const response = await this.#request('GET', `${vaultPath(vaultId)}/blobs/${hashHex}`);
-    return this.#bytes(response);
+    return (await this.#send('GET', `${vaultPath(vaultId)}/blobs/${hashHex}`)).body;
   }
 
   /** GET /v1/vaults/{vault}/evidence: checkpoint pairs this replica found inconsistent (verify them). */
@@ -302,6 +331,8 @@ export class ReplicaTransport {
     const connection = new AbortController();
     const stop = () => connection.abort(signal.reason);
     signal.addEventListener('abort', stop, { once: true });
+    const closed = () => connection.abort(this.#closing.signal.reason);
+    this.#closing.signal.addEventListener('abort', closed, { once: true });
     const timer = setTimeout(
       () =>
         connection.abort(
@@ -312,7 +343,7 @@ export class ReplicaTransport {
     try {
       let response: Response;
       try {
-        response = await this.#request('GET', path, undefined, {
+        response = await this.#fetchRequest('GET', path, undefined, {
           signal: connection.signal,
           accept: 'text/event-stream',
         });
@@ -328,10 +359,12 @@ export class ReplicaTransport {
     } catch (error) {
       // The caller asked to stop: whatever the read was doing is moot.
       if (signal.aborted) return;
+      if (this.#closing.signal.aborted) throw this.#closing.signal.reason;
       if (isE2ekvError(error)) throw error;
       throw this.#unreachable(error);
     } finally {
       signal.removeEventListener('abort', stop);
+      this.#closing.signal.removeEventListener('abort', closed);
       connection.abort();
     }
   }
@@ -360,26 +393,53 @@ export class ReplicaTransport {
 
   /** A request whose answer must be JSON. */
   async #json(method: 'GET' | 'POST', path: string, body?: Json): Promise<{ status: number; body: unknown }> {
-    const response = await this.#request(method, path, body === undefined ? undefined : utf8(JSON.stringify(body)), {
-      accept: 'application/json',
-    });
-    const bytes = await this.#bytes(response);
-    return { status: response.status, body: this.#parse(() => JSON.parse(decodeText(bytes, this.url)) as unknown) };
+    const answer = await this.#send(
+      method,
+      path,
+      body === undefined ? undefined : utf8(JSON.stringify(body)),
+      'application/json',
+    );
+    return { status: answer.status, body: this.#parse(() => JSON.parse(decodeText(answer.body, this.url)) as unknown) };
   }
 
   /**
-   * Sends one request (signed when it is a vault route) and returns a 2xx
-   * response whose body is still unread; any other status becomes an error.
+   * Sends one request (signed when it is a vault route) and returns its 2xx
+   * answer, body read in full; any other status becomes an error. Through
+   * node:http when there is no caller's fetch in Node, else through fetch.
    */
-  async #request(
+  async #send(
     method: 'GET' | 'POST',
     path: string,
     body?: Uint8Array,
-    options: { signal?: AbortSignal; accept?: string } = {},
-  ): Promise<Response> {
+    accept?: string,
+  ): Promise<{ status: number; body: Uint8Array }> {
+    const node = this.#node;
+    if (node === undefined) {
+      const response = await this.#fetchRequest(method, path, body, accept === undefined ? {} : { accept });
+      return { status: response.status, body: await this.#bytes(response) };
+    }
+    const headers = await this.#headers(method, path, body, accept);
+    let answer: { status: number; body: Uint8Array };
+    try {
+      if (this.#closing.signal.aborted) throw this.#closing.signal.reason;
+      answer = await node.send(method, this.url + path, headers, body, this.#timeoutMs);
+    } catch (error) {
+      throw this.#unreachable(error);
+    }
+    if (answer.status >= 200 && answer.status <= 299) return answer;
+    throw this.#refusal(answer.status, answer.body);
+  }
+
+  /** The headers of a request: Accept, Content-Type, and the signature when it is a vault route. */
+  async #headers(
+    method: 'GET' | 'POST',
+    path: string,
+    body: Uint8Array | undefined,
+    accept: string | undefined,
+  ): Promise<Record<string, string>> {
     const target = this.url + path;
     const headers: Record<string, string> = {};
-    if (options.accept !== undefined) headers['accept'] = options.accept;
+    if (accept !== undefined) headers['accept'] = accept;
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (path.startsWith('/v1/vaults')) {
       const { cosigner } = await this.info();
@@ -392,9 +452,25 @@ export class ReplicaTransport {
         body: body ?? new Uint8Array(0),
       });
     }
+    return headers;
+  }
+
+  /**
+   * Sends one request through fetch (the caller's, or the global one) and
+   * returns a 2xx response whose body is still unread; any other status
+   * becomes an error.
+   */
+  async #fetchRequest(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: Uint8Array,
+    options: { signal?: AbortSignal; accept?: string } = {},
+  ): Promise<Response> {
+    const headers = await this.#headers(method, path, body, options.accept);
     let response: Response;
     try {
-      response = await this.#fetch.call(globalThis, target, {
+      if (this.#closing.signal.aborted) throw this.#closing.signal.reason;
+      response = await (this.#fetch ?? fetch).call(globalThis, this.url + path, {
         method,
         headers,
         signal: options.signal ?? AbortSignal.timeout(this.#timeoutMs),
@@ -404,7 +480,13 @@ export class ReplicaTransport {
       throw this.#unreachable(error);
     }
     if (response.ok) return response;
-    throw await this.#refusal(response);
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch {
+      bytes = undefined;
+    }
+    throw this.#refusal(response.status, bytes);
   }
 
   async #bytes(response: Response): Promise<Uint8Array> {
@@ -415,11 +497,12 @@ export class ReplicaTransport {
     }
   }
 
-  /** The error a non-2xx answer stands for. */
-  async #refusal(response: Response): Promise<ReplicaError> {
+  /** The error a non-2xx answer stands for (`body` undefined: it could not be read). */
+  #refusal(status: number, body: Uint8Array | undefined): ReplicaError {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(await response.text()) as unknown;
+      // As Response.text() reads it: UTF-8, malformed sequences replaced, a BOM dropped.
+      parsed = body === undefined ? undefined : (JSON.parse(lenientDecoder.decode(body)) as unknown);
     } catch {
       parsed = undefined;
     }
@@ -427,13 +510,13 @@ export class ReplicaTransport {
     if (error === undefined) {
       return new ReplicaError(
         'UNAVAILABLE',
-        `replica ${this.url} answered HTTP ${response.status} without an e2ekv error: is the URL right? Try again later or use another replica`,
-        { replica: this.url, status: response.status },
+        `replica ${this.url} answered HTTP ${status} without an e2ekv error: is the URL right? Try again later or use another replica`,
+        { replica: this.url, status },
       );
     }
     return new ReplicaError(error.code, `replica ${this.url}: ${error.message}`, {
       replica: this.url,
-      status: response.status,
+      status,
       details: error.details,
     });
   }
@@ -489,6 +572,7 @@ function checkCount(value: number, what: string): void {
 }
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const lenientDecoder = new TextDecoder('utf-8');
 
 function decodeText(bytes: Uint8Array, url: string): string {
   try {

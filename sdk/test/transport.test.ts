@@ -4,8 +4,8 @@
  * server never does (malformed answers, silence, split event streams).
  */
 import test from 'ava';
+import type { E2ekvError } from '@e2ekv/protocol';
 import {
-  E2ekvError,
   decodeEntry,
   ed25519PublicKeyFromSeed,
   ed25519Verify,
@@ -26,6 +26,7 @@ import { ReplicaError, ReplicaTransport } from '../src/transport.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { TestDevice } from '../../server/test/support/writer.js';
 import { listen } from '../../test/support/listen.js';
+import { rejects } from './support/helpers.js';
 
 let server: ServerProcess | undefined;
 let removeDir: (() => Promise<void>) | undefined;
@@ -61,17 +62,6 @@ async function vaultWithEntries(values: number) {
     if (values > 1) await replica.append(vaultId, await device.nextAppend(vaultId, { values: values - 1 }));
   }
   return { device, replica, vaultId, created, signedGenesis };
-}
-
-async function rejects(t: { fail(message: string): void }, promise: Promise<unknown>): Promise<E2ekvError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof E2ekvError) return error;
-    throw error;
-  }
-  t.fail('expected an E2ekvError');
-  throw new Error('unreachable');
 }
 
 test('info is parsed, checked against its own vkey, and fetched once', async (t) => {
