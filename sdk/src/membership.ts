@@ -53,6 +53,12 @@ export interface MemberRecord {
 
 type Mode = 'past' | 'all';
 
+/** Members by device (hex). */
+type State = ReadonlyMap<string, { role: Role; boxKey: Uint8Array }>;
+
+/** Memoized states per mode, at most (a bound, not a tuning: pasts that differ in membership are rare). */
+const MAX_STATES = 256;
+
 function byClock(a: RecordedChange, b: RecordedChange): number {
   return (
     compareClocks(a.clock, b.clock) || (a.device < b.device ? -1 : a.device > b.device ? 1 : 0) || a.index - b.index
@@ -71,6 +77,12 @@ export class MembershipView {
   readonly #cuts: Cut[] = [];
   /** Verdicts by mode and entry; cleared whenever something is recorded. */
   readonly #memo = { past: new Map<string, boolean>(), all: new Map<string, boolean>() };
+  /**
+   * States by mode and by which recorded changes (and, in mode 'past', which
+   * removals) a past holds: every data entry written since the last membership
+   * change has the same. Cleared with the verdicts. Never handed out to callers.
+   */
+  readonly #states = { past: new Map<string, State>(), all: new Map<string, State>() };
 
   /**
    * `known`: a view of the same vault whose removals are known from the start
@@ -94,18 +106,25 @@ export class MembershipView {
       this.#recorded.add(key);
       const at = this.#changes.findIndex((c) => byClock(entry, c) < 0);
       this.#changes.splice(at === -1 ? this.#changes.length : at, 0, entry);
-      this.#memo.past.clear();
-      this.#memo.all.clear();
+      this.#forget();
       if (entry.change.op === 'remove' && this.#counts(entry, 'past')) {
         const member = toHex(entry.change.member);
         const cut = member === entry.device ? entry.index : (entry.context.get(member) ?? 0);
         if (!this.#cuts.some((c) => c.device === entry.device && c.index === entry.index)) {
           this.#cuts.push({ device: entry.device, index: entry.index, member, cut });
-          this.#memo.all.clear();
+          this.#forget();
         }
       }
     }
     return this.counts(entry.device, entry.index);
+  }
+
+  /** Drops every memoized verdict and state: what was recorded changed. */
+  #forget(): void {
+    this.#memo.past.clear();
+    this.#memo.all.clear();
+    this.#states.past.clear();
+    this.#states.all.clear();
   }
 
   /** Whether the recorded change at (device, index) counts, by everything this view holds. */
@@ -163,8 +182,29 @@ export class MembershipView {
     return verdict;
   }
 
-  #stateAt(past: ReadonlyMap<string, number>, mode: Mode): Map<string, { role: Role; boxKey: Uint8Array }> {
+  /** The state `past` adds up to; the map is shared (memoized): callers must not change it. */
+  #stateAt(past: ReadonlyMap<string, number>, mode: Mode): State {
     const inPast = (device: string, index: number) => (past.get(device) ?? 0) > index;
+    // What the state depends on: which role changes are in this past, and in mode
+    // 'past' which counted removals are (they decide what is void there).
+    let key = '';
+    for (const entry of this.#changes) {
+      if (entry.change.op !== 'epoch') key += inPast(entry.device, entry.index) ? '1' : '0';
+    }
+    if (mode === 'past') {
+      key += '/';
+      for (const cut of this.#cuts) key += inPast(cut.device, cut.index) ? '1' : '0';
+    }
+    const states = this.#states[mode];
+    const known = states.get(key);
+    if (known !== undefined) return known;
+    const members = this.#computeStateAt(inPast, mode);
+    if (states.size >= MAX_STATES) states.clear();
+    states.set(key, members);
+    return members;
+  }
+
+  #computeStateAt(inPast: (device: string, index: number) => boolean, mode: Mode): State {
     const members = new Map<string, { role: Role; boxKey: Uint8Array }>([
       [this.#creator, { role: 'admin', boxKey: this.#creatorBoxKey }],
     ]);

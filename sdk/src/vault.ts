@@ -349,6 +349,12 @@ export class Vault {
   readonly #listeners = new Set<(change: VaultChange) => void>();
   readonly #errorListeners = new Set<(error: unknown) => void>();
   #watchAbort: AbortController | undefined;
+  /** Pulls waiting for their turn, by `needed/enough`: callers until it starts share it. */
+  readonly #queuedPulls = new Map<string, Promise<void>>();
+  /** Signature lines #keptNote keeps, by signer set. */
+  readonly #keptLinesCache = new Map<string, ReadonlySet<string>>();
+  /** Cosigner vkeys by cosigner object (objects a transport hands out; never changed). */
+  readonly #vkeys = new WeakMap<Cosigner, string>();
   #syncing: Promise<void> | undefined;
   #syncAgain = false;
   #writing: Promise<unknown> = Promise.resolve();
@@ -943,8 +949,8 @@ export class Vault {
   #context(): { device: Uint8Array; size: bigint }[] {
     return [...this.#logs.entries()]
       .filter(([hex, log]) => hex !== this.#deviceHex && log.applied > 0)
-      .map(([, log]) => ({ device: log.device, size: BigInt(log.applied) }))
-      .sort((a, b) => (toHex(a.device) < toHex(b.device) ? -1 : 1));
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([, log]) => ({ device: log.device, size: BigInt(log.applied) }));
   }
 
   async #writeLocal(writes: readonly Write[]): Promise<void> {
@@ -1117,10 +1123,8 @@ export class Vault {
     blobs: Uint8Array[],
   ): Promise<void> {
     const own = this.#log(this.#deviceHex);
-    const checkpoint = await signDeviceCheckpoint(this.#checkpointSigner, {
-      size: BigInt(end),
-      root: own.tree.root(end),
-    });
+    const root = own.tree.root(end);
+    const checkpoint = await signDeviceCheckpoint(this.#checkpointSigner, { size: BigInt(end), root });
     const cosigned = await replica.append(this.id, {
       start,
       entries: own.entries.slice(start, end),
@@ -1137,7 +1141,7 @@ export class Vault {
     }
     this.#acked.set(replica.url, Math.max(this.#acked.get(replica.url) ?? 0, end));
     await this.#store?.setAcked(this.id, replica.url, end);
-    await this.#keepOwnCheckpoint(end, own.tree.root(end), this.#keptNote(cosigned, this.#device, [cosigner]));
+    await this.#keepOwnCheckpoint(end, root, this.#keptNote(cosigned, this.#device, [cosigner]));
   }
 
   /** Pulls and verifies every log from every replica, then pushes this device's entries. */
@@ -1159,7 +1163,18 @@ export class Vault {
     // With a cosigner quorum, a pull reaches at least that many replicas: fewer cannot prove anything new.
     needed = Math.max(needed, Math.min(this.#cosignerQuorum, this.#replicas.length));
     enough = Math.max(enough, needed);
-    const done = this.#pulling.then(() => this.#pullSerially(needed, enough));
+    // Concurrent callers share a pull that has not started yet (it waits for the
+    // running one): its requests go out after every one of them was called, so
+    // each sees all that was acknowledged before it asked. A running pull is
+    // never shared: it may have asked before the caller did.
+    const key = `${needed}/${enough}`;
+    const queued = this.#queuedPulls.get(key);
+    if (queued !== undefined) return queued;
+    const done: Promise<void> = this.#pulling.then(() => {
+      if (this.#queuedPulls.get(key) === done) this.#queuedPulls.delete(key);
+      return this.#pullSerially(needed, enough);
+    });
+    this.#queuedPulls.set(key, done);
     this.#pulling = done.catch(() => undefined);
     return done;
   }
@@ -1607,7 +1622,8 @@ export class Vault {
     let delay = 250;
     // An unreachable replica is reported once per outage, not at every retry.
     let down = false;
-    while (!signal.aborted) {
+    // A closed transport (Client.close) ends the watch on it.
+    while (!signal.aborted && !replica.closed) {
       try {
         await replica.events(
           this.id,
@@ -1625,7 +1641,7 @@ export class Vault {
           },
         );
       } catch (error) {
-        if (signal.aborted) return;
+        if (signal.aborted || replica.closed) return;
         const unavailable = error instanceof E2ekvError && error.code === 'UNAVAILABLE';
         if (!unavailable || !down) this.#onWatchError(error);
         down = unavailable;
@@ -1776,16 +1792,28 @@ export class Vault {
 
   /** The note with only the lines of the device and of `cosigners`: the signatures that were verified. */
   #keptNote(note: string, device: Uint8Array, cosigners: readonly Cosigner[]): string {
-    const origin = logOrigin(this.#vaultId, device);
-    const keep = new Set([
-      `${origin} ${noteKeyId(origin, NOTE_SIG_ED25519, device)}`,
-      ...cosigners.map((c) => `${c.name} ${cosignerKeyId(c.name, c.publicKey)}`),
-    ]);
+    const keep = this.#keptLines(device, cosigners);
     const parsed = parseNote(note);
     return formatNote({
       text: parsed.text,
       signatures: parsed.signatures.filter((s) => keep.has(`${s.name} ${s.keyId}`)),
     });
+  }
+
+  /** "name keyId" of the signature lines #keptNote keeps (key IDs are hashes: computed once per signer set). */
+  #keptLines(device: Uint8Array, cosigners: readonly Cosigner[]): ReadonlySet<string> {
+    const cacheKey = [toHex(device), ...cosigners.map((c) => `${c.name} ${toHex(c.publicKey)}`)].join('\n');
+    let keep = this.#keptLinesCache.get(cacheKey);
+    if (keep === undefined) {
+      const origin = logOrigin(this.#vaultId, device);
+      keep = new Set([
+        `${origin} ${noteKeyId(origin, NOTE_SIG_ED25519, device)}`,
+        ...cosigners.map((c) => `${c.name} ${cosignerKeyId(c.name, c.publicKey)}`),
+      ]);
+      if (this.#keptLinesCache.size >= 1024) this.#keptLinesCache.clear();
+      this.#keptLinesCache.set(cacheKey, keep);
+    }
+    return keep;
   }
 
   #cosignerRecord(url: string): Promise<CosignerRecord> {
@@ -1820,7 +1848,12 @@ export class Vault {
    * the last one is the key last seen, the others its history.
    */
   async #rememberCosigner(url: string, cosigner: Cosigner): Promise<void> {
-    const vkey = formatCosignerVkey(cosigner.name, cosigner.publicKey);
+    // A transport's info (and so its cosigner object) is fetched once: format its vkey once.
+    let vkey = this.#vkeys.get(cosigner);
+    if (vkey === undefined) {
+      vkey = formatCosignerVkey(cosigner.name, cosigner.publicKey);
+      this.#vkeys.set(cosigner, vkey);
+    }
     const record = await this.#cosignerRecord(url);
     if (record.vkey === vkey) return;
     const previous = { ...record };

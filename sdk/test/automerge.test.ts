@@ -14,7 +14,8 @@ import fc from 'fast-check';
 import { createClient, createIdentity, isE2ekvError, publicIdentity, type Client, type Sibling } from '../src/index.js';
 import { initAutomerge, mergeSiblings, openDocument, type Doc } from '../src/automerge/index.js';
 import { repoRoot } from '../../test/support/paths.js';
-import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
+import type { ServerProcess } from '../../server/test/support/process.js';
+import { withServer } from './support/helpers.js';
 
 type Automerge = Awaited<ReturnType<typeof initAutomerge>>;
 let A: Automerge;
@@ -22,17 +23,6 @@ let A: Automerge;
 test.before(async () => {
   A = await initAutomerge();
 });
-
-async function withServer(run: (server: ServerProcess) => Promise<void>): Promise<void> {
-  const { dir, remove } = await tempDir();
-  const server = await startServerProcess(dir);
-  try {
-    await run(server);
-  } finally {
-    await server.stop();
-    await remove();
-  }
-}
 
 async function client(server: ServerProcess, identity = createIdentity()): Promise<Client> {
   return createClient({ identity, servers: [server.url] });

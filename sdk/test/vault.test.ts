@@ -6,17 +6,7 @@
 import test from 'ava';
 import { MemoryLocalStore, createClient, createIdentity, publicIdentity, type Client } from '../src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
-
-async function withServer(run: (server: ServerProcess) => Promise<void>): Promise<void> {
-  const { dir, remove } = await tempDir();
-  const server = await startServerProcess(dir);
-  try {
-    await run(server);
-  } finally {
-    await server.stop();
-    await remove();
-  }
-}
+import { withServer } from './support/helpers.js';
 
 async function client(server: ServerProcess, identity = createIdentity()): Promise<Client> {
   return createClient({ identity, servers: [server.url] });
