@@ -23,7 +23,7 @@ export interface Row {
   clientCpu: number;
   serverCpu?: number;
   /** HTTP requests and bytes per operation (e2ekv SDK rows that count them). */
-  wire?: { requestsPerOp: number; bytesPerOp: number };
+  wire?: { requestsPerOp: number; bytesPerOp?: number };
   /** ops/s of every round, in order. */
   rounds: number[];
   failed: Record<string, number>;
@@ -112,7 +112,7 @@ function workloadTable(w: WorkloadResult): string[] {
     lines.push(
       `| ${r.name} | ${r.clients} | ${fmt(r.opsPerSecond)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${mib(r.serverRssMiB)} | ` +
         `${mib(r.clientRssMiB)} | ${cpu(r)} | ${ratios} | ` +
-        `${r.wire === undefined ? '' : `${r.wire.requestsPerOp.toFixed(2)}, ${fmt(r.wire.bytesPerOp)}`} | ${failed} |`,
+        `${r.wire === undefined ? '' : `${r.wire.requestsPerOp.toFixed(2)}${r.wire.bytesPerOp === undefined ? '' : `, ${fmt(r.wire.bytesPerOp)}`}`} | ${failed} |`,
     );
   }
   return lines;

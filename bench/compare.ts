@@ -73,7 +73,7 @@ import {
   type RawReplica,
 } from './ingest-support.js';
 import { compareTargets, runLoad, type LoadRun, type RoundPlan, type Target } from './loadgen.js';
-import { EntryCrypto, WireCounter, liveBytes, measureRate, withCpu } from './sdk-support.js';
+import { EntryCrypto, ServerRequestCounter, WireCounter, liveBytes, measureRate, withCpu } from './sdk-support.js';
 import { freePort, rssBytes, rssSampler, startE2ekvServer, type E2ekvServer } from './services.js';
 import type { TestDevice } from '../server/test/support/writer.js';
 
@@ -300,27 +300,26 @@ function loopTarget(name: string, system: System, body: (n: number) => Promise<v
 // ---------------------------------------------------------------------------
 // SDK setups.
 
-/** A vault on `urls` with `count` writer devices (the creator first), each with its own client and memory store. */
-async function sdkWriters(urls: readonly string[], count: number, wire: WireCounter): Promise<Vault[]> {
-  const fetch = wire.fetch;
-  const creator = await createClient({
-    identity: createIdentity(),
-    servers: urls,
-    store: new MemoryLocalStore(),
-    fetch,
-  });
+/**
+ * A vault on `urls` with `count` writer devices (the creator first), each with its own client and memory store,
+ * on the SDK's default transport (node:http with keep-alive in Node).
+ */
+async function sdkWriters(urls: readonly string[], count: number): Promise<Vault[]> {
+  const creator = await createClient({ identity: createIdentity(), servers: urls, store: new MemoryLocalStore() });
+  onCleanup(async () => creator.close());
   const { vault, access } = await creator.createVault();
   const others = Array.from({ length: count - 1 }, () => createIdentity());
   for (const id of others) await vault.addMember(publicIdentity(id), 'writer', { ack: 'all' });
   const vaults = [vault];
   for (const id of others) {
-    const client = await createClient({ identity: id, servers: urls, store: new MemoryLocalStore(), fetch });
+    const client = await createClient({ identity: id, servers: urls, store: new MemoryLocalStore() });
+    onCleanup(async () => client.close());
     vaults.push(await client.openVault(access));
   }
   return vaults;
 }
 
-/** Each writer keeps one set in flight; requests and bytes are counted through the writers' `wire`. */
+/** Each writer keeps one set in flight; requests are counted by the servers (their /metrics). */
 async function sdkWriteTarget(
   name: string,
   urls: readonly string[],
@@ -328,15 +327,15 @@ async function sdkWriteTarget(
   ack: AckLevel,
   pids: readonly number[],
 ): Promise<ClientTarget> {
-  const wire = new WireCounter();
-  const vaults = await sdkWriters(urls, clients, wire);
+  const served = new ServerRequestCounter(urls);
+  const vaults = await sdkWriters(urls, clients);
   let n = 0;
   return {
     name,
     system: 'e2ekv',
     clients,
     run: async (durationMs) => {
-      const before = wire.snapshot();
+      const before = await served.total();
       const run = await runLoad(
         (_i, worker) => {
           const k = n++;
@@ -344,12 +343,8 @@ async function sdkWriteTarget(
         },
         { concurrency: clients, durationMs, pids, tolerateErrors: true },
       );
-      const w = wire.since(before);
-      const ops = Math.max(1, run.ops);
-      run.wire = {
-        requestsPerOp: w.requests / ops,
-        bytesPerOp: (w.requestBodyBytes + w.responseBodyBytes + w.requestHeaderBytes + w.responseHeaderBytes) / ops,
-      };
+      // Requests still in flight when the run stopped are counted too: a bias of at most one per client.
+      run.wire = { requestsPerOp: ((await served.total()) - before) / Math.max(1, run.ops) };
       return run;
     },
   };
@@ -637,14 +632,10 @@ async function w4(
     }));
     await vault.batch(ops, { ack: 'all' });
   }
-  // Requests and bytes are counted by Content-Length, which leaves responses untouched (sdk-support.ts).
-  const readerWire = new WireCounter();
-  const readerClient = await createClient({
-    identity: readerIdentity,
-    servers: urls,
-    store: new MemoryLocalStore(),
-    fetch: readerWire.fetch,
-  });
+  // On the SDK's default transport; requests are counted by the servers (their /metrics).
+  const served = new ServerRequestCounter(urls);
+  const readerClient = await createClient({ identity: readerIdentity, servers: urls, store: new MemoryLocalStore() });
+  onCleanup(async () => readerClient.close());
   const reader = await readerClient.openVault(access);
   for (const level of ['local', 'one', 'quorum'] as const) {
     if (!equalBytes(await reader.get(keyOf(READ_KEYS - 1), { read: level }), valueOf(READ_KEYS - 1))) {
@@ -674,19 +665,14 @@ async function w4(
         system: 'e2ekv',
         clients,
         run: async (durationMs) => {
-          const before = readerWire.snapshot();
+          const before = await served.total();
           const run = await runLoad(
             async () => {
               await reader.get(keyOf(next()), { read: level });
             },
             { concurrency: clients, durationMs, pids, tolerateErrors: true },
           );
-          const w = readerWire.since(before);
-          const ops = Math.max(1, run.ops);
-          run.wire = {
-            requestsPerOp: w.requests / ops,
-            bytesPerOp: (w.requestBodyBytes + w.responseBodyBytes + w.requestHeaderBytes + w.responseHeaderBytes) / ops,
-          };
+          run.wire = { requestsPerOp: ((await served.total()) - before) / Math.max(1, run.ops) };
           return run;
         },
       });

@@ -31,7 +31,7 @@ export interface LoadRun {
   /** RSS of this process at the end of the run, bytes. */
   clientRssBytes: number;
   /** HTTP requests and bytes (bodies and headers) per operation, when the target counted them. */
-  wire?: { requestsPerOp: number; bytesPerOp: number };
+  wire?: { requestsPerOp: number; bytesPerOp?: number };
   /** Failed operations by error code (only with tolerateErrors). */
   errors: Record<string, number>;
   errorSamples: Record<string, string>;

@@ -116,6 +116,33 @@ export class WireCounter implements WireTotals {
   }
 }
 
+/**
+ * Requests that e2ekv-servers answered, read from their /metrics
+ * (`e2ekv_http_requests_total`, the scrapes themselves left out). For clients
+ * on the SDK's default transport (node:http in Node), which a fetch wrapper
+ * does not see: it counts requests, not bytes.
+ */
+export class ServerRequestCounter {
+  readonly #urls: readonly string[];
+
+  constructor(urls: readonly string[]) {
+    this.#urls = urls;
+  }
+
+  async total(): Promise<number> {
+    let sum = 0;
+    for (const url of this.#urls) {
+      const response = await fetch(new URL('/metrics', url));
+      if (!response.ok) throw new Error(`GET ${url}/metrics answered ${response.status}`);
+      for (const line of (await response.text()).split('\n')) {
+        if (!line.startsWith('e2ekv_http_requests_total{') || line.includes('route="metrics"')) continue;
+        sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+      }
+    }
+    return sum;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Statistics.
 
