@@ -41,8 +41,9 @@ import {
   parseVerifierKey,
   signNote,
   verifyNote,
+  verifyParsedNote,
 } from './note.js';
-import type { NoteSigner, NoteVerifier } from './note.js';
+import type { Note, NoteSigner, NoteVerifier } from './note.js';
 
 export const CHECKPOINT_ROOT_LENGTH = 32;
 /** u64 timestamp || 64-byte Ed25519 signature. */
@@ -217,8 +218,34 @@ export async function verifyCosignedCheckpoint(
   cosigners: readonly Cosigner[],
   backend?: Ed25519Backend,
 ): Promise<VerifiedCheckpoint> {
+  return verifyCosigned({ raw: note }, logVerifier, cosigners, backend);
+}
+
+/**
+ * verifyCosignedCheckpoint for a note parsed already by parseNote: the same
+ * checks and answer, without parsing the note again.
+ */
+export async function verifyParsedCosignedCheckpoint(
+  note: Note,
+  logVerifier: NoteVerifier,
+  cosigners: readonly Cosigner[],
+  backend?: Ed25519Backend,
+): Promise<VerifiedCheckpoint> {
+  return verifyCosigned({ parsed: note }, logVerifier, cosigners, backend);
+}
+
+/** A note as given: its text (parsed when verified), or parseNote's result. */
+type NoteInput = { raw: string | Uint8Array } | { parsed: Note };
+
+async function verifyCosigned(
+  note: NoteInput,
+  logVerifier: NoteVerifier,
+  cosigners: readonly Cosigner[],
+  backend?: Ed25519Backend,
+): Promise<VerifiedCheckpoint> {
   const verifiers = cosigners.map((c) => cosignatureVerifier(c.name, c.publicKey, backend));
-  const verified = await verifyNote(note, [logVerifier, ...verifiers]);
+  const all = [logVerifier, ...verifiers];
+  const verified = await ('parsed' in note ? verifyParsedNote(note.parsed, all) : verifyNote(note.raw, all));
   if (!verified.verifiedBy.includes(logVerifier)) {
     throw new E2ekvError('UNKNOWN_KEY', `the checkpoint has no signature from the log key ${logVerifier.name}`);
   }
@@ -312,17 +339,56 @@ export async function verifyDeviceCheckpoint(
   cosigners: readonly Cosigner[] = [],
   backend?: Ed25519Backend,
 ): Promise<VerifiedCheckpoint> {
+  return verifyDevice({ raw: note }, vaultId, deviceKey, cosigners, backend);
+}
+
+/**
+ * verifyDeviceCheckpoint for a note parsed already by parseNote (a replica
+ * also keeps and cosigns the note it verifies): the same checks and answer,
+ * without parsing the note again.
+ */
+export async function verifyParsedDeviceCheckpoint(
+  note: Note,
+  vaultId: Uint8Array,
+  deviceKey: Uint8Array,
+  cosigners: readonly Cosigner[] = [],
+  backend?: Ed25519Backend,
+): Promise<VerifiedCheckpoint> {
+  return verifyDevice({ parsed: note }, vaultId, deviceKey, cosigners, backend);
+}
+
+async function verifyDevice(
+  note: NoteInput,
+  vaultId: Uint8Array,
+  deviceKey: Uint8Array,
+  cosigners: readonly Cosigner[],
+  backend: Ed25519Backend | undefined,
+): Promise<VerifiedCheckpoint> {
   const origin = logOrigin(vaultId, deviceKey);
-  const verified = await verifyCosignedCheckpoint(
-    note,
-    ed25519NoteVerifier(origin, deviceKey, backend),
-    cosigners,
-    backend,
-  );
+  const verified = await verifyCosigned(note, deviceVerifier(origin, deviceKey, backend), cosigners, backend);
   if (verified.checkpoint.extensions.length > 0) {
     throw new E2ekvError('MALFORMED', 'a device checkpoint must not have extension lines');
   }
   return verified;
+}
+
+// Device log verifiers by origin, for the default backend: a replica verifies
+// the same few devices' checkpoints on every append, and making a verifier
+// hashes its key ID. The origin names the device key (logOrigin), so it
+// determines the verifier.
+const deviceVerifiers = new Map<string, NoteVerifier>();
+const DEVICE_VERIFIER_CACHE_LIMIT = 4096;
+
+function deviceVerifier(origin: string, deviceKey: Uint8Array, backend: Ed25519Backend | undefined): NoteVerifier {
+  if (backend !== undefined) return ed25519NoteVerifier(origin, deviceKey, backend);
+  let verifier = deviceVerifiers.get(origin);
+  if (verifier === undefined) {
+    verifier = ed25519NoteVerifier(origin, deviceKey);
+    if (deviceVerifiers.size >= DEVICE_VERIFIER_CACHE_LIMIT)
+      deviceVerifiers.delete(deviceVerifiers.keys().next().value!);
+    deviceVerifiers.set(origin, verifier);
+  }
+  return verifier;
 }
 
 /** A log's largest verified checkpoint, as a verifier pins it. */

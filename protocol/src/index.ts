@@ -155,6 +155,7 @@ export {
   NOTE_SIG_COSIGNATURE_V1,
   NOTE_SIG_ED25519,
   addNoteSignatures,
+  addParsedNoteSignatures,
   ed25519NoteSigner,
   ed25519NoteVerifier,
   formatNote,
@@ -166,6 +167,7 @@ export {
   signNote,
   verifierFromVkey,
   verifyNote,
+  verifyParsedNote,
 } from './note.js';
 export type { Note, NoteSignature, NoteSigner, NoteVerifier, VerifierKey } from './note.js';
 
@@ -188,6 +190,8 @@ export {
   signDeviceCheckpoint,
   verifyCosignedCheckpoint,
   verifyDeviceCheckpoint,
+  verifyParsedCosignedCheckpoint,
+  verifyParsedDeviceCheckpoint,
 } from './checkpoint.js';
 export type { Checkpoint, Cosigner, CosignatureVerifier, PinnedCheckpoint, VerifiedCheckpoint } from './checkpoint.js';
 

@@ -72,7 +72,13 @@ const signaturePrefix = '\u2014 '; // em dash, space
 // Go's unicode.IsSpace, which C2SP implementations use for "Unicode spaces".
 const forbiddenInKeyName = /[\p{White_Space}+]/u;
 
+// Printable ASCII but '+' (0x2B), at most MAX_KEY_NAME_BYTES: a valid key name
+// by every rule below (no space, no control, well formed, one byte a character).
+const plainAsciiKeyName = new RegExp(`^[\\x21-\\x2a\\x2c-\\x7e]{1,${MAX_KEY_NAME_BYTES}}$`);
+
 export function isValidKeyName(name: string): boolean {
+  // Most names (origins, replica names) are plain ASCII: one native test.
+  if (plainAsciiKeyName.test(name)) return true;
   return (
     name !== '' &&
     isWellFormedString(name) &&
@@ -160,7 +166,16 @@ export async function signNote(text: string, signers: readonly NoteSigner[]): Pr
  * verify the note first if the new signatures vouch for it.
  */
 export async function addNoteSignatures(note: string | Uint8Array, signers: readonly NoteSigner[]): Promise<string> {
-  const { text, signatures: existing } = parseNote(note);
+  return addParsedNoteSignatures(parseNote(note), signers);
+}
+
+/**
+ * addNoteSignatures for a note parsed already (by parseNote, or a Note that
+ * formatNote takes): the same result as addNoteSignatures(formatNote(note), signers),
+ * without parsing the note again. The note is checked as formatNote checks it.
+ */
+export async function addParsedNoteSignatures(note: Note, signers: readonly NoteSigner[]): Promise<string> {
+  const { text, signatures: existing } = note;
   const added = await signatures(text, signers);
   const kept = existing.filter((s) => !added.some((a) => a.name === s.name && a.keyId === s.keyId));
   return formatNote({ text, signatures: [...kept, ...added] });
@@ -177,6 +192,23 @@ export async function verifyNote(
   input: string | Uint8Array,
   verifiers: readonly NoteVerifier[],
 ): Promise<{ text: string; note: Note; verifiedBy: NoteVerifier[] }> {
+  const known = knownVerifiers(verifiers);
+  return verifyAgainst(parseNote(input), known);
+}
+
+/**
+ * verifyNote for a note parsed already by parseNote (pass parseNote's result,
+ * not a Note built otherwise): the same checks and answer, without parsing the
+ * note again. For callers that need the parsed note for more than verifying it.
+ */
+export async function verifyParsedNote(
+  note: Note,
+  verifiers: readonly NoteVerifier[],
+): Promise<{ text: string; note: Note; verifiedBy: NoteVerifier[] }> {
+  return verifyAgainst(note, knownVerifiers(verifiers));
+}
+
+function knownVerifiers(verifiers: readonly NoteVerifier[]): Map<string, NoteVerifier> {
   const known = new Map<string, NoteVerifier>();
   for (const verifier of verifiers) {
     const key = keyOf(verifier);
@@ -185,7 +217,13 @@ export async function verifyNote(
     }
     known.set(key, verifier);
   }
-  const note = parseNote(input);
+  return known;
+}
+
+async function verifyAgainst(
+  note: Note,
+  known: ReadonlyMap<string, NoteVerifier>,
+): Promise<{ text: string; note: Note; verifiedBy: NoteVerifier[] }> {
   const text = utf8(note.text);
   const verifiedBy: NoteVerifier[] = [];
   for (const signature of note.signatures) {

@@ -5,6 +5,7 @@ import { rejectsCode, throwsCode } from '../../test/support/errors.js';
 import { MAX_I64, concatBytes, fromBase64, fromHex, toBase64, toHex, utf8 } from '../src/bytes.js';
 import { ed25519Verify, nodeCryptoEd25519, tweetnaclEd25519, webCryptoEd25519 } from '../src/crypto/ed25519.js';
 import type { Ed25519Backend } from '../src/crypto/ed25519.js';
+import type { ErrorCode } from '../src/errors.js';
 import {
   COSIGNATURE_V1_LENGTH,
   cosignatureMessage,
@@ -20,6 +21,7 @@ import {
   parseLogOrigin,
   parseTimestampedSignature,
   verifyCosignedCheckpoint,
+  verifyParsedCosignedCheckpoint,
 } from '../src/checkpoint.js';
 import {
   addNoteSignatures,
@@ -343,4 +345,27 @@ test('a device checkpoint signed by its device and cosigned by a replica verifie
   t.deepEqual(parseLogOrigin(result.checkpoint.origin).deviceKey, device.publicKey);
   t.is(result.cosignatures[0]!.timestamp, TIME);
   t.is(parseNote(note).signatures.length, 2);
+});
+
+test('verifyParsedCosignedCheckpoint answers and refuses as verifyCosignedCheckpoint does', async (t) => {
+  const logVerifier = verifierFromVkey(logVkey);
+  t.deepEqual(
+    await verifyParsedCosignedCheckpoint(parseNote(cpNote), logVerifier, witness()),
+    await verifyCosignedCheckpoint(cpNote, logVerifier, witness()),
+  );
+  const start = logLine.lastIndexOf(' ') + 1;
+  const blob = fromBase64(logLine.slice(start, -1));
+  blob[20]! ^= 0x80;
+  const corrupted = `${body}\n${logLine.slice(0, start)}${toBase64(blob)}\n${witLine}`;
+  const other = await ed25519NoteSigner('other.example/log', seed(0));
+  const cases: [string, ReturnType<typeof verifierFromVkey>, ErrorCode][] = [
+    [`${body}\n${witLine}`, logVerifier, 'UNKNOWN_KEY'],
+    [corrupted, logVerifier, 'BAD_SIGNATURE'],
+    [await signNote(body, [other]), ed25519NoteVerifier(other.name, other.publicKey), 'INTEGRITY'],
+    [editWitnessBlob((b) => withTimestamp(b, TIME + 1n)), logVerifier, 'BAD_SIGNATURE'],
+  ];
+  for (const [note, verifier, code] of cases) {
+    await rejectsCode(t, () => verifyCosignedCheckpoint(note, verifier, witness()), code);
+    await rejectsCode(t, () => verifyParsedCosignedCheckpoint(parseNote(note), verifier, witness()), code);
+  }
 });

@@ -8,6 +8,7 @@ import {
   MAX_NOTE_BYTES,
   MAX_NOTE_SIGNATURES,
   addNoteSignatures,
+  addParsedNoteSignatures,
   ed25519NoteSigner,
   ed25519NoteVerifier,
   formatNote,
@@ -19,6 +20,7 @@ import {
   signNote,
   verifierFromVkey,
   verifyNote,
+  verifyParsedNote,
 } from '../src/note.js';
 import type { NoteSigner } from '../src/note.js';
 import { c2spVector, c2spVkey } from '../../test/support/paths.js';
@@ -336,4 +338,45 @@ test('key names follow C2SP: non-empty, no Unicode spaces, no +', (t) => {
   for (const bad of ['', 'a b', 'a+b', 'a\tb', 'a\nb', 'a\u0085b', 'a\u2028b', 'a\u200ab', 'a\u0001b', 'a\udc00']) {
     t.false(isValidKeyName(bad), JSON.stringify(bad));
   }
+});
+
+test('verifyParsedNote answers and refuses as verifyNote does, for a parsed note', async (t) => {
+  const verifier = verifierFromVkey(fooVkey);
+  const parsed = parseNote(fooNote);
+  const viaText = await verifyNote(fooNote, [verifier]);
+  const viaParsed = await verifyParsedNote(parsed, [verifier]);
+  t.is(viaParsed.text, viaText.text);
+  t.deepEqual(viaParsed.note, viaText.note);
+  t.deepEqual(viaParsed.verifiedBy, [verifier]);
+  // The same refusals, with the same codes.
+  const corrupted = editFooBlob((blob) => {
+    const out = blob.slice();
+    out[10]! ^= 0x01;
+    return out;
+  });
+  await rejectsCode(t, () => verifyParsedNote(parseNote(corrupted), [verifier]), 'BAD_SIGNATURE');
+  await rejectsCode(t, () => verifyParsedNote(parsed, [verifierFromVkey(vkey('pn.vkey'))]), 'UNKNOWN_KEY');
+  await rejectsCode(t, () => verifyParsedNote(parsed, [verifier, verifierFromVkey(fooVkey)]), 'INVALID_ARGUMENT');
+  const shortened = editFooBlob((blob) => blob.subarray(0, 4 + 63));
+  await rejectsCode(t, () => verifyParsedNote(parseNote(shortened), [verifier]), 'MALFORMED');
+});
+
+test('addParsedNoteSignatures gives what addNoteSignatures gives for the formatted note', async (t) => {
+  const signer = await ed25519NoteSigner('example.com/second', seed(5));
+  for (const note of [fooNote, vector('foo-bad.note'), await addNoteSignatures(fooNote, [signer])]) {
+    t.is(await addParsedNoteSignatures(parseNote(note), [signer]), await addNoteSignatures(note, [signer]));
+  }
+  // A note reduced to some of its signatures, as a replica keeps only the log's own.
+  const twice = parseNote(await addNoteSignatures(fooNote, [signer]));
+  const reduced = { text: twice.text, signatures: twice.signatures.slice(0, 1) };
+  t.is(await addParsedNoteSignatures(reduced, [signer]), await addNoteSignatures(formatNote(reduced), [signer]));
+  // What formatNote refuses is refused.
+  const sig = parseNote(fooNote).signatures[0]!;
+  await rejectsCode(t, () => addParsedNoteSignatures({ text: 'x', signatures: [sig] }, [signer]), 'MALFORMED');
+  await rejectsCode(
+    t,
+    () => addParsedNoteSignatures({ text: twice.text, signatures: [sig, sig] }, [signer]),
+    'MALFORMED',
+  );
+  await rejectsCode(t, () => addParsedNoteSignatures(parseNote(fooNote), []), 'INVALID_ARGUMENT');
 });

@@ -17,9 +17,14 @@ import { decodeEntry, decodeEntryMeta, decodeItemPayload } from '../src/entry.js
 import { openEnvelope, type EnvelopeBinding, type EnvelopePurpose } from '../src/envelope.js';
 import { asyncCodeOf } from '../../test/support/errors.js';
 import { verifyGenesis } from '../src/genesis.js';
-import { logOrigin, parseCosignerVkey, verifyDeviceCheckpoint } from '../src/checkpoint.js';
+import {
+  logOrigin,
+  parseCosignerVkey,
+  verifyDeviceCheckpoint,
+  verifyParsedDeviceCheckpoint,
+} from '../src/checkpoint.js';
 import { verifyConsistency, verifyInclusion } from '../src/merkle.js';
-import { parseVerifierKey } from '../src/note.js';
+import { parseNote, parseVerifierKey } from '../src/note.js';
 import { formatAuthorization, parseAuthorization, requestSignatureInput } from '../src/request.js';
 import { protocolVectorsDir } from '../../test/support/paths.js';
 import { unwrapSecret } from '../src/crypto/wrap.js';
@@ -289,6 +294,20 @@ test('checkpoint vectors: device notes, cosignatures and proofs', async (t) => {
       expected(c['error']),
       str(c['description']),
     );
+    // Parsed first (as a replica does, to keep and cosign the note): the same verdict.
+    t.is(
+      await asyncCodeOf(() => verifyParsedDeviceCheckpoint(parseNote(str(c['note'])), vaultId, device, [cosigner])),
+      expected(c['error']),
+      `parsed first: ${str(c['description'])}`,
+    );
+  }
+  for (const c of v.valid) {
+    for (const note of [str(c['note']), str(c['cosigned'])]) {
+      t.deepEqual(
+        await verifyParsedDeviceCheckpoint(parseNote(note), vaultId, device, [cosigner]),
+        await verifyDeviceCheckpoint(note, vaultId, device, [cosigner]),
+      );
+    }
   }
 });
 
