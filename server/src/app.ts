@@ -5,6 +5,7 @@
  * accept.ts; this file only moves bytes between HTTP and the acceptor.
  */
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
   E2ekvError,
@@ -18,6 +19,7 @@ import {
   toHex,
   verifyGenesis,
 } from '@e2ekv/protocol';
+import type { ErrorBody } from '@e2ekv/protocol';
 import type { Acceptor } from './accept.js';
 import type { RequestAuthenticator } from './auth.js';
 import type { EventHub } from './events.js';
@@ -64,7 +66,7 @@ const CONTENT_LENGTH = /^(0|[1-9][0-9]{0,15})$/;
  * as express.raw would, failing as express.raw's failures map in
  * http-errors.ts: cut off (MALFORMED), or not the declared length.
  */
-function readBody(req: Request, length: number, done: (error: unknown, body?: Buffer) => void): void {
+function readBody(req: IncomingMessage, length: number, done: (error: unknown, body?: Buffer) => void): void {
   const chunks: Buffer[] = [];
   let received = 0;
   let finished = false;
@@ -102,13 +104,18 @@ function locals(res: Response): Locals {
 }
 
 function bodyBytes(req: Request): Uint8Array {
-  return Buffer.isBuffer(req.body)
-    ? new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.length)
-    : new Uint8Array(0);
+  return Buffer.isBuffer(req.body) ? asBytes(req.body) : new Uint8Array(0);
+}
+
+function asBytes(body: Buffer): Uint8Array {
+  return new Uint8Array(body.buffer, body.byteOffset, body.length);
 }
 
 function jsonBody(req: Request): unknown {
-  const bytes = bodyBytes(req);
+  return parseJson(bodyBytes(req));
+}
+
+function parseJson(bytes: Uint8Array): unknown {
   try {
     return JSON.parse(fromUtf8(bytes, 'request body'));
   } catch (cause) {
@@ -133,76 +140,72 @@ function queryIndex(req: Request, name: string, fallback?: number): number {
   return Number(raw);
 }
 
-export function createApp(ctx: AppContext): express.Express {
+/** What the request listener of createApp takes: node:http's request and response. */
+export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The fields of a request the append route reads, on both paths to it. */
+interface AppendInput {
+  method: string;
+  path: string;
+  authorization: string | undefined;
+  body: Uint8Array;
+  locals: Locals;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * The replica's request listener: device appends that can take the lean path
+ * (below) take it, before express; everything else goes to the express app.
+ */
+export function createApp(ctx: AppContext): RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
 
-  // Request id, metrics and one log line per request.
-  app.use((req, res, next) => {
+  /**
+   * A request's id (the x-request-id header, echoed, or a fresh one), and when
+   * it finishes its metrics and its log line. `l` is the response's locals.
+   */
+  function track(req: IncomingMessage, res: ServerResponse, l: Locals): void {
     const started = process.hrtime.bigint();
-    const incoming = req.get('x-request-id');
-    const requestId = incoming !== undefined && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomUUID();
-    Object.assign(res.locals, { requestId, route: 'unmatched' } satisfies Locals);
-    res.setHeader('x-request-id', requestId);
+    res.setHeader('x-request-id', l.requestId);
     res.on('finish', () => {
-      const l = locals(res);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      ctx.metrics.requests.inc({ route: l.route, method: req.method, status: String(res.statusCode) });
+      const method = req.method!;
+      const status = res.statusCode;
+      ctx.metrics.requests.inc({ route: l.route, method, status: String(status) });
       ctx.metrics.latency.observe(seconds, { route: l.route });
-      ctx.logger.log(res.statusCode >= 500 ? 'error' : 'info', 'request', {
-        requestId,
-        method: req.method,
+      const level = status >= 500 ? 'error' : 'info';
+      // No fields are built for a line the logger would drop.
+      if (ctx.logger.enabled?.(level) === false) return;
+      const fields: Record<string, unknown> = {
+        requestId: l.requestId,
+        method,
         route: l.route,
-        status: res.statusCode,
+        status,
         ms: Math.round(seconds * 1e6) / 1e3,
-        ...(l.device === undefined ? {} : { device: l.device }),
-        ...(peerOf(res) === undefined ? {} : { peer: peerOf(res) }),
-      });
+      };
+      if (l.device !== undefined) fields['device'] = l.device;
+      const peer = peerOf(res as Response);
+      if (peer !== undefined) fields['peer'] = peer;
+      ctx.logger.log(level, 'request', fields);
     });
-    next();
-  });
+  }
 
-  // The lean path of device appends, the hot route: the request as express would
-  // route it, with the body read here instead of by express.raw and the answer
-  // written without res.json; the same handler, checks, limits and error handler.
-  // Only plain requests take it: exactly this path (no query, no percent-encoding,
-  // lowercase hex), POST, an identity body with a Content-Length within the limit.
-  // Anything else (chunked, compressed, oversized, odd spellings) goes the general
-  // way below, which answers it as before.
+  function requestIdOf(req: IncomingMessage): string {
+    const incoming = req.headers['x-request-id'];
+    return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  }
+
+  // Request id, metrics and one log line per request (of the general path).
   app.use((req, res, next) => {
-    if (req.method !== 'POST') return next();
-    const match = APPEND_PATH.exec(req.url);
-    if (match === null) return next();
-    const headers = req.headers;
-    const declared = headers['content-length'];
-    if (
-      headers['content-encoding'] !== undefined ||
-      headers['transfer-encoding'] !== undefined ||
-      declared === undefined ||
-      !CONTENT_LENGTH.test(declared) ||
-      Number(declared) > ctx.limits.maxBodyBytes
-    ) {
-      return next();
-    }
-    readBody(req, Number(declared), (error, body) => {
-      if (error !== undefined) return next(error);
-      req.body = body;
-      locals(res).route = 'append';
-      void (async () => {
-        try {
-          const json = JSON.stringify({ checkpoint: await append(req, res, () => [match[1]!, match[2]!]) });
-          // What res.json sends: the same status and headers (express's ETag is disabled), in one write.
-          res.statusCode = 200;
-          res.setHeader('content-type', 'application/json; charset=utf-8');
-          res.setHeader('content-length', Buffer.byteLength(json));
-          res.end(json);
-        } catch (failure) {
-          next(failure);
-        }
-      })();
-    });
+    const l = locals(res);
+    l.requestId = requestIdOf(req);
+    l.route = 'unmatched';
+    track(req, res, l);
+    next();
   });
 
   // Bodies are read as bytes: the request signature covers their exact hash.
@@ -338,25 +341,38 @@ export function createApp(ctx: AppContext): express.Express {
   app.post(
     '/v1/vaults/:vault/logs/:device/append',
     route('append', async (req, res) => {
-      res.json({ checkpoint: await append(req, res, () => [param(req, 'vault'), param(req, 'device')]) });
+      const input: AppendInput = {
+        method: req.method,
+        path: req.originalUrl,
+        authorization: req.get('authorization'),
+        body: bodyBytes(req),
+        locals: locals(res),
+      };
+      res.json({ checkpoint: await append(input, () => [param(req, 'vault'), param(req, 'device')]) });
     }),
   );
 
   /**
-   * The append route's work, on both paths to it (see the lean path above):
+   * The append route's work, on both paths to it (see the lean path below):
    * `params` gives the vault and log device, checked after authentication as
    * on every route. Returns the cosigned checkpoint.
    */
-  async function append(req: Request, res: Response, params: () => [string, string]): Promise<string> {
-    const device = await authenticate(req, res);
+  async function append(input: AppendInput, params: () => [string, string]): Promise<string> {
+    const { deviceHex: device } = await ctx.authenticator.authenticate({
+      method: input.method,
+      path: input.path,
+      body: input.body,
+      authorization: input.authorization,
+    });
+    input.locals.device = device;
     const [vaultId, logDevice] = params();
     if (logDevice !== device) {
       throw new E2ekvError('PERMISSION_DENIED', 'a device appends only to its own log');
     }
-    const request = parseAppendRequest(jsonBody(req));
+    const request = parseAppendRequest(parseJson(input.body));
     const { cosignedCheckpoint, size } = await ctx.acceptor.append(vaultId, device, request);
     // The body as received: peers verify the very bytes the device signed.
-    ctx.replicator.accepted(vaultId, device, request.entries.length, bodyBytes(req));
+    ctx.replicator.accepted(vaultId, device, request.entries.length, input.body);
     ctx.metrics.appends.inc();
     ctx.metrics.entries.inc({}, request.entries.length);
     ctx.metrics.storageBytes.add(
@@ -432,24 +448,103 @@ export function createApp(ctx: AppContext): express.Express {
     }),
   );
 
-  // The single place where errors become responses.
+  // The single place where errors become responses (the lean path's through failed()).
   app.use((error: unknown, _req: Request, res: Response, next: NextFunction) => {
     void next;
+    const answer = failure(error, res, locals(res));
+    if (answer !== undefined) res.status(answer.status).json(answer.body);
+  });
+
+  /**
+   * Logs and counts a failure; the status and body to answer, or undefined
+   * when the answer had started already (the response is then ended).
+   */
+  function failure(error: unknown, res: ServerResponse, l: Locals): { status: number; body: ErrorBody } | undefined {
     const e = toE2ekvError(error);
     const status = httpStatus(e.code);
     if (status >= 500)
       ctx.logger.log('error', 'request failed', {
-        requestId: locals(res).requestId,
+        requestId: l.requestId,
         error: String(error),
         stack: (error as Error)?.stack,
       });
     ctx.metrics.rejections.inc({ code: e.code });
     if (res.headersSent) {
       res.end();
-      return;
+      return undefined;
     }
-    res.status(status).json(errorBody(e));
-  });
+    return { status, body: errorBody(e) };
+  }
 
-  return app;
+  /** failure() for the lean path, which answers as the error handler above does. */
+  function failed(error: unknown, res: ServerResponse, l: Locals): void {
+    const answer = failure(error, res, l);
+    if (answer !== undefined) sendJson(res, answer.status, answer.body);
+  }
+
+  // The lean path of device appends, the hot route: before express, with the
+  // body read here instead of by express.raw and the answer written as res.json
+  // writes it; the same request id, metrics and log line, the same handler,
+  // checks and limits, and the same error handler (failed). Only plain requests
+  // take it: exactly this path (no query, no percent-encoding, lowercase hex),
+  // POST, an identity body with a Content-Length within the limit. Anything else
+  // (chunked, compressed, oversized, odd spellings) goes to express, which
+  // answers it as before.
+  function lean(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'POST') return false;
+    const url = req.url!;
+    const match = APPEND_PATH.exec(url);
+    if (match === null) return false;
+    const headers = req.headers;
+    const declared = headers['content-length'];
+    if (
+      headers['content-encoding'] !== undefined ||
+      headers['transfer-encoding'] !== undefined ||
+      declared === undefined ||
+      !CONTENT_LENGTH.test(declared) ||
+      Number(declared) > ctx.limits.maxBodyBytes
+    ) {
+      return false;
+    }
+    const l: Locals = { requestId: requestIdOf(req), route: 'unmatched' };
+    // As express's res.locals: the request log and peerOf read them there.
+    (res as ServerResponse & { locals: Locals }).locals = l;
+    track(req, res, l);
+    readBody(req, Number(declared), (error, body) => {
+      if (error !== undefined) return failed(error, res, l);
+      l.route = 'append';
+      const input: AppendInput = {
+        method: 'POST',
+        path: url,
+        authorization: headers.authorization,
+        body: asBytes(body!),
+        locals: l,
+      };
+      void (async () => {
+        try {
+          sendJson(res, 200, { checkpoint: await append(input, () => [match[1]!, match[2]!]) });
+        } catch (error) {
+          failed(error, res, l);
+        }
+      })();
+    });
+    return true;
+  }
+
+  return (req, res) => {
+    if (!lean(req, res)) app(req, res);
+  };
+}
+
+/**
+ * What express's res.status(status).json(body) sends here (no ETag: it is
+ * disabled; no 304: never for POST), in one write: the status, the JSON
+ * content type and length, the body.
+ */
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const json = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(json));
+  res.end(json);
 }

@@ -32,8 +32,11 @@ export class EventHub {
    * event learns nothing more, not even that logs grew.
    */
   publish(vaultId: string, event: CheckpointEvent, mayRead: (device: string) => boolean = () => true): void {
+    const streams = this.streams.get(vaultId);
+    // Most appends have no one listening: no event text is built for them.
+    if (streams === undefined) return;
     const data = `event: checkpoint\ndata: ${JSON.stringify(event)}\n\n`;
-    for (const [res, device] of this.streams.get(vaultId) ?? []) {
+    for (const [res, device] of streams) {
       if (mayRead(device)) res.write(data);
       else res.end();
     }
