@@ -55,16 +55,75 @@ function treeHash(leafHashes: readonly Uint8Array[], start: number, end: number)
   return nodeHash(treeHash(leafHashes, start, start + k), treeHash(leafHashes, start + k, end));
 }
 
+// 32 KiB chunks. FIRST_CHUNK_HASHES times a power of two must be CHUNK_HASHES,
+// so that doubling lands exactly on a full chunk (HashRow.push).
+const CHUNK_HASHES = 1024;
+const FIRST_CHUNK_HASHES = 2;
+
+/**
+ * One level of a MerkleTree: its hashes packed end to end, 32 bytes each, in
+ * chunks of CHUNK_HASHES hashes. One Uint8Array per hash would cost about ten
+ * times the 32 bytes in object headers, and as much work for the garbage
+ * collector (docs/performance.md, "Memory").
+ *
+ * Hash i is at byte (i % CHUNK_HASHES) * 32 of chunks[floor(i / CHUNK_HASHES)].
+ * Every chunk but the last is full. The last one starts at FIRST_CHUNK_HASHES
+ * and doubles when full up to CHUNK_HASHES, so that small trees (most logs)
+ * stay small, large ones waste less than a chunk per level, and growing never
+ * copies more than one chunk.
+ *
+ * Hashes are written once, by push, and never change: reads return views into
+ * the chunks, which MerkleTree only reads and never hands out.
+ */
+class HashRow {
+  private readonly chunks: Uint8Array[] = [];
+  private count = 0;
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** Stores a copy of `hash` (32 bytes, checked by the caller) as hash number `length`. */
+  push(hash: Uint8Array): void {
+    const slot = this.count % CHUNK_HASHES;
+    if (slot === 0) this.chunks.push(new Uint8Array(FIRST_CHUNK_HASHES * HASH_LENGTH));
+    const last = this.chunks.length - 1;
+    let chunk = this.chunks[last]!;
+    if (slot * HASH_LENGTH === chunk.length) {
+      // Full, and below CHUNK_HASHES since slot is: double it.
+      const grown = new Uint8Array(chunk.length * 2);
+      grown.set(chunk);
+      this.chunks[last] = chunk = grown;
+    }
+    chunk.set(hash, slot * HASH_LENGTH);
+    this.count++;
+  }
+
+  /** Hash `index` as a read-only view (copy it before it leaves the tree). */
+  view(index: number): Uint8Array {
+    // Unwritten bytes read as zeros: a wrong hash, where an error is wanted.
+    if (!(index >= 0 && index < this.count)) {
+      throw new E2ekvError('INTERNAL', `Merkle tree level has ${this.count} hashes, not ${index + 1}`);
+    }
+    const offset = (index % CHUNK_HASHES) * HASH_LENGTH;
+    return this.chunks[Math.floor(index / CHUNK_HASHES)]!.subarray(offset, offset + HASH_LENGTH);
+  }
+}
+
 /**
  * An append-only tree that answers roots and proofs for any of its past sizes.
  *
- * levels[k][i] is MTH of the perfect subtree D[i*2^k : (i+1)*2^k], stored once
- * when its last leaf arrives (about 2n hashes in all). In RFC 6962's recursions
- * every subtree is either such a perfect subtree or ends at the requested size,
- * and at most one of the latter is needed per root or proof: O(log n) hashes.
+ * levels[k] hash i is MTH of the perfect subtree D[i*2^k : (i+1)*2^k], stored
+ * once when its last leaf arrives (about 2n hashes in all, so about 64 bytes a
+ * leaf). In RFC 6962's recursions every subtree is either such a perfect
+ * subtree or ends at the requested size, and at most one of the latter is
+ * needed per root or proof: O(log n) hashes.
+ *
+ * Every hash returned is a fresh copy, and every hash taken is copied in, so
+ * that no caller can rewrite the tree's history.
  */
 export class MerkleTree {
-  private readonly levels: Uint8Array[][] = [[]];
+  private readonly levels: HashRow[] = [new HashRow()];
 
   constructor(leafHashes: Iterable<Uint8Array> = []) {
     for (const hash of leafHashes) this.append(hash);
@@ -76,13 +135,14 @@ export class MerkleTree {
 
   append(leafHash: Uint8Array): void {
     checkHash(leafHash, `leaf hash ${this.size}`, 'MALFORMED');
-    // A copy, so that the caller reusing its buffer cannot rewrite history.
-    let hash: Uint8Array = leafHash.slice();
+    // push copies, so that the caller reusing its buffer cannot rewrite history.
+    let hash = leafHash;
     for (let level = 0; ; level++) {
-      const row = (this.levels[level] ??= []);
+      const row = (this.levels[level] ??= new HashRow());
       row.push(hash);
       if (row.length % 2 !== 0) return;
-      hash = nodeHash(row[row.length - 2]!, hash);
+      // Its two children as stored: a perfect subtree is complete, one level up.
+      hash = nodeHash(row.view(row.length - 2), row.view(row.length - 1));
     }
   }
 
@@ -94,7 +154,7 @@ export class MerkleTree {
 
   leafHash(index: number): Uint8Array {
     this.checkIndex(index, this.size);
-    return this.levels[0]![index]!.slice();
+    return this.levels[0]!.view(index).slice();
   }
 
   /** RFC 6962 section 2.1.1 PATH(index, D[0:size]), from the leaf's sibling up. */
@@ -122,10 +182,10 @@ export class MerkleTree {
     return proof.map((hash) => hash.slice());
   }
 
-  // MTH(D[start:end]); the result may be stored in the tree, so public methods copy it.
+  // MTH(D[start:end]); the result may be a view into the tree, so public methods copy it.
   private subtreeHash(start: number, end: number): Uint8Array {
     const width = end - start;
-    if (isPowerOfTwo(width) && start % width === 0) return this.levels[log2(width)]![start / width]!;
+    if (isPowerOfTwo(width) && start % width === 0) return this.levels[log2(width)]!.view(start / width);
     const k = splitPoint(width);
     return nodeHash(this.subtreeHash(start, start + k), this.subtreeHash(start + k, end));
   }

@@ -11,9 +11,9 @@
  */
 import {
   E2ekvError,
-  MerkleTree,
   NOTE_SIG_ED25519,
   addNoteSignatures,
+  addParsedNoteSignatures,
   assertEnrollableEd25519Key,
   bytesEqual,
   checkCheckpointProgress,
@@ -27,13 +27,14 @@ import {
   parseNote,
   sha256,
   toHex,
-  verifyDeviceCheckpoint,
   verifyGenesis,
+  verifyParsedDeviceCheckpoint,
 } from '@e2ekv/protocol';
-import type { AppendRequest, EntriesResponse, Entry, MembershipEntry, NoteSigner } from '@e2ekv/protocol';
+import type { AppendRequest, EntriesResponse, Entry, MembershipEntry, Note, NoteSigner } from '@e2ekv/protocol';
 import type { ServerLimits } from './limits.js';
 import type { MembershipCache } from './membership.js';
 import type { AppendBatch, LogHead, StorageAdapter, StoredEntry } from './storage/adapter.js';
+import { TreeCache } from './tree-cache.js';
 
 export interface AcceptorOptions {
   storage: StorageAdapter;
@@ -45,6 +46,8 @@ export interface AcceptorOptions {
   now?: () => number;
   /** Merkle trees kept in memory at most (least recently used are dropped); default 4096. */
   maxCachedTrees?: number;
+  /** Bytes of Merkle trees kept in memory at most, estimated (tree-cache.ts); default 256 MiB. */
+  maxTreeCacheBytes?: number;
 }
 
 export interface AppendResult {
@@ -77,7 +80,10 @@ export class Acceptor {
     this.#limits = options.limits;
     this.#cosigner = options.cosigner;
     this.#now = options.now ?? Date.now;
-    this.#trees = new TreeCache(options.storage, options.maxCachedTrees ?? 4096);
+    this.#trees = new TreeCache(options.storage, {
+      maxTrees: options.maxCachedTrees,
+      maxBytes: options.maxTreeCacheBytes,
+    });
     this.#rate = new TokenBuckets(options.limits.appendsPerMinutePerDevice, 60_000);
   }
 
@@ -302,7 +308,9 @@ export class Acceptor {
       );
     }
 
-    const verified = await verifyDeviceCheckpoint(request.checkpoint, vaultId, device);
+    // Parsed once: verified, reduced to the device's signature, and cosigned as parsed.
+    const parsed = parseNote(request.checkpoint);
+    const verified = await verifyParsedDeviceCheckpoint(parsed, vaultId, device);
     const newSize = request.start + entries.length;
     if (verified.checkpoint.size !== BigInt(newSize)) {
       throw new E2ekvError(
@@ -314,7 +322,8 @@ export class Acceptor {
     const newRoot = verified.checkpoint.root;
     // Keep only the device's signature: other lines are claims we did not
     // check, and a forged one would make clients that trust its key reject the note.
-    const note = deviceSignedNote(request.checkpoint, logOrigin(vaultId, device), device);
+    const deviceSigned = deviceSignedNote(parsed, logOrigin(vaultId, device), device);
+    const note = formatNote(deviceSigned);
     const leaves = request.entries.map((bytes) => leafHash(bytes));
 
     const tree = await this.#trees.get(vaultIdHex, deviceHex, request.start, true);
@@ -366,7 +375,8 @@ export class Acceptor {
         );
       }
 
-      const cosigned = await addNoteSignatures(note, [this.#cosigner]);
+      // What addNoteSignatures(note, ...) gives: `note` is deviceSigned formatted.
+      const cosigned = await addParsedNoteSignatures(deviceSigned, [this.#cosigner]);
       const batch: AppendBatch = {
         vaultId: vaultIdHex,
         device: deviceHex,
@@ -544,14 +554,13 @@ function logKeyId(origin: string, device: Uint8Array): number {
 }
 
 /** The note reduced to its text and the log key's own signature line (verified by the caller). */
-function deviceSignedNote(checkpoint: string, origin: string, device: Uint8Array): string {
-  const note = parseNote(checkpoint);
+function deviceSignedNote(note: Note, origin: string, device: Uint8Array): Note {
   // The origin names the device key (logOrigin), so it determines the key ID.
   const keyId = logKeyId(origin, device);
-  return formatNote({
+  return {
     text: note.text,
     signatures: note.signatures.filter((s) => s.name === origin && s.keyId === keyId),
-  });
+  };
 }
 
 function parseKey(hex: string, what: string): Uint8Array {
@@ -649,72 +658,6 @@ class KeyedLock {
       release();
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     }
-  }
-}
-
-/**
- * Each log's Merkle tree, rebuilt from storage on first use, least recently
- * used dropped first. A tree may run ahead of storage while an append is being
- * checked (the append drops it if it fails); proofs are only asked for sizes
- * storage holds.
- */
-class TreeCache {
-  readonly #storage: StorageAdapter;
-  readonly #max: number;
-  readonly #trees = new Map<string, { pending: Promise<MerkleTree>; tree?: MerkleTree }>();
-
-  constructor(storage: StorageAdapter, max: number) {
-    this.#storage = storage;
-    this.#max = Math.max(1, max);
-  }
-
-  /**
-   * The log's tree, with exactly `size` leaves when `exact` (for appending to
-   * it), else at least `size` leaves.
-   */
-  async get(vaultIdHex: string, deviceHex: string, size: number, exact: boolean): Promise<MerkleTree> {
-    const key = logKey(vaultIdHex, deviceHex);
-    let cached = this.#trees.get(key);
-    if (cached !== undefined) {
-      this.#trees.delete(key); // re-inserted below as the most recently used
-    } else {
-      cached = this.#load(key, vaultIdHex, deviceHex);
-    }
-    this.#trees.set(key, cached);
-    while (this.#trees.size > this.#max) this.#trees.delete(this.#trees.keys().next().value!);
-    const tree = await cached.pending;
-    if (exact ? tree.size === size : tree.size >= size) return tree;
-    // Built before storage grew, or holding leaves of a failed append: build it again.
-    if (this.#trees.get(key) === cached) this.#trees.delete(key);
-    const fresh = this.#load(key, vaultIdHex, deviceHex);
-    this.#trees.set(key, fresh);
-    const rebuilt = await fresh.pending;
-    if (exact ? rebuilt.size !== size : rebuilt.size < size) {
-      if (this.#trees.get(key) === fresh) this.#trees.delete(key);
-      throw new E2ekvError('INTERNAL', `storage holds ${rebuilt.size} leaf hashes for a log of size ${size}`);
-    }
-    return rebuilt;
-  }
-
-  /** Forgets a tree that took leaves storage did not accept. */
-  drop(vaultIdHex: string, deviceHex: string, tree: MerkleTree): void {
-    const key = logKey(vaultIdHex, deviceHex);
-    if (this.#trees.get(key)?.tree === tree) this.#trees.delete(key);
-  }
-
-  #load(key: string, vaultIdHex: string, deviceHex: string): { pending: Promise<MerkleTree>; tree?: MerkleTree } {
-    const entry: { pending: Promise<MerkleTree>; tree?: MerkleTree } = {
-      pending: this.#storage.getLeafHashes(vaultIdHex, deviceHex).then((leaves) => {
-        const tree = new MerkleTree(leaves);
-        entry.tree = tree;
-        return tree;
-      }),
-    };
-    // A failed load is not remembered; the caller sees the failure through `pending`.
-    entry.pending.catch(() => {
-      if (this.#trees.get(key) === entry) this.#trees.delete(key);
-    });
-    return entry;
   }
 }
 
