@@ -329,6 +329,8 @@ export class Vault {
   /** A removal voided entries already applied: the state is rebuilt at the next safe point. */
   #needsRebuild = false;
   #rebuilding = false;
+  /** During a rebuild: the rejected entries (device/index) already reported before it. */
+  #reportedBeforeRebuild: Set<string> | undefined;
   /** By replica URL and device: the largest checkpoint size the replica proved (see #provedBy). */
   readonly #proved = new Map<string, Map<string, number>>();
   readonly #device: Uint8Array;
@@ -893,6 +895,10 @@ export class Vault {
       if (!this.#needsRebuild) return;
       this.#needsRebuild = false;
       this.#rebuilding = true;
+      // A replay is not news: listeners hear only of keys whose versions it
+      // changed, and onError only of rejections not reported before.
+      const before = this.#keyVersions();
+      this.#reportedBeforeRebuild = new Set(this.#rejected.map((r) => `${r.device}/${r.index}`));
       try {
         const previous = this.#membership;
         this.#membership = new MembershipView(this.#creator, this.#creatorBoxKey, previous);
@@ -914,10 +920,51 @@ export class Vault {
         this.#applyReady();
       } finally {
         this.#rebuilding = false;
+        this.#reportedBeforeRebuild = undefined;
+      }
+      const after = this.#keyVersions();
+      for (const [blindedKey, was] of before) {
+        const now = after.get(blindedKey);
+        if (now?.versions === was.versions) continue;
+        // The device whose write the key now shows, or (nothing left) one whose write was voided.
+        this.#emitChange({ key: was.name, device: now?.device ?? was.device, conflict: (now?.count ?? 0) > 1 });
+      }
+      for (const [blindedKey, now] of after) {
+        if (!before.has(blindedKey)) this.#emitChange({ key: now.name, device: now.device, conflict: now.count > 1 });
       }
     });
     this.#writing = done.catch(() => undefined);
     await done;
+  }
+
+  /** Each key's versions (its siblings' device/index), name, winning device and sibling count, by blinded key. */
+  #keyVersions(): Map<string, { name: string; versions: string; device: string; count: number }> {
+    const versions = new Map<string, { name: string; versions: string; device: string; count: number }>();
+    for (const [blindedKey, register] of this.#registers) {
+      const siblings = register.siblings();
+      const winner = siblings[0];
+      if (winner === undefined) continue;
+      versions.set(blindedKey, {
+        name: winner.value.name,
+        versions: siblings
+          .map((w) => `${w.device}/${w.index}`)
+          .sort()
+          .join(' '),
+        device: winner.device,
+        count: siblings.length,
+      });
+    }
+    return versions;
+  }
+
+  #emitChange(change: VaultChange): void {
+    for (const listener of this.#listeners) listener(change);
+  }
+
+  /** Reports a rejected entry to onError listeners, unless a rebuild is replaying one reported already. */
+  #reportRejection(device: string, index: number, error: E2ekvError): void {
+    if (this.#reportedBeforeRebuild?.has(`${device}/${index}`) === true) return;
+    this.#onWatchError(error);
   }
 
   #checkSupersedes(name: string, supersedes: readonly { device: string; index: number }[]): void {
@@ -1554,7 +1601,9 @@ export class Vault {
     const voided = this.#membership.isVoid(entry.device, entry.index);
     if (voided) {
       this.#rejected.push({ device: entry.device, index: entry.index, reason: 'removed', role: undefined });
-      this.#onWatchError(
+      this.#reportRejection(
+        entry.device,
+        entry.index,
         new E2ekvError(
           'PERMISSION_DENIED',
           `entry ${entry.index} of device ${entry.device} was written after that device was removed from this vault (or concurrently with its removal): its writes are ignored`,
@@ -1567,7 +1616,9 @@ export class Vault {
       // Verified and in its causal place, but not believed: the replica that
       // accepted it disagrees with the membership this device replayed.
       this.#rejected.push({ device: entry.device, index: entry.index, reason: 'not-a-writer', role });
-      this.#onWatchError(
+      this.#reportRejection(
+        entry.device,
+        entry.index,
         new E2ekvError(
           'PERMISSION_DENIED',
           `entry ${entry.index} of device ${entry.device} was written when that device was ${role === undefined ? 'not a member' : `a ${role}`} of this vault: its writes are ignored. A replica accepted it; run verify and check the vault's membership`,
@@ -1589,9 +1640,10 @@ export class Vault {
         value: { name: item.name, value: item.value },
       };
       register.add(write);
-      const siblings = register.siblings().length;
-      for (const listener of this.#listeners)
-        listener({ key: item.name, device: entry.device, conflict: siblings > 1 });
+      // A rebuild reports what it changed once it is done (#rebuildIfNeeded).
+      if (!this.#rebuilding) {
+        this.#emitChange({ key: item.name, device: entry.device, conflict: register.siblings().length > 1 });
+      }
     }
   }
 

@@ -6,7 +6,7 @@
  * whichever order it learns of them in.
  */
 import test from 'ava';
-import { formatIdentityString } from '@e2ekv/protocol';
+import { E2ekvError, formatIdentityString } from '@e2ekv/protocol';
 import { createClient, createIdentity, publicIdentity, type Client, type Identity } from '../src/index.js';
 import { startServerProcess, tempDir, type ServerProcess } from '../../server/test/support/process.js';
 import { asyncCodeOf } from '../../test/support/errors.js';
@@ -152,6 +152,59 @@ test("removal wins: a removed writer's concurrent writes are ignored, in whateve
       t.is(await view.get('k'), 'bob while a member', `order ${order.map((s) => s.url).join(' ')}`);
       t.is(await view.get('other'), undefined);
       t.true(view.status().rejected.some((r) => r.device === bob.deviceId && r.reason === 'removed'));
+    }
+  });
+});
+
+test('a removal that voids writes already applied tells watchers of exactly the keys it changed, once', async (t) => {
+  // Replica 1 takes bob's late writes, replica 0 the removal that voids them
+  // (two replicas that do not replicate stand for a partition): carol applies
+  // the writes first, then learns of the removal and rebuilds her state.
+  await withServers(2, async (servers) => {
+    const [r0, r1] = servers as [ServerProcess, ServerProcess];
+    const aliceIdentity = createIdentity();
+    const bobIdentity = createIdentity();
+    const alice = await client(servers, aliceIdentity);
+    const bob = await client(servers, bobIdentity);
+    const carol = await client(servers);
+    const { vault: a } = await alice.createVault();
+    await a.set('stable', 'untouched', { ack: 'all' });
+    const bobToken = await a.invite(bob.identityString, 'writer', { ack: 'all' });
+    const c = (await carol.joinVault(await a.invite(carol.identityString, 'reader', { ack: 'all' }))).vault;
+    const b = (await bob.joinVault(bobToken)).vault;
+    await b.set('k', 'bob while a member', { ack: 'all' });
+    await a.sync();
+    await c.sync();
+
+    const changes: string[] = [];
+    const rejections: string[] = [];
+    const stop = c.watch((change) => changes.push(change.key));
+    c.onError((error) => {
+      if (error instanceof E2ekvError && error.code === 'PERMISSION_DENIED')
+        rejections.push(String(error.details?.['index']));
+    });
+    try {
+      // Bob, cut off from replica 0, writes to replica 1; carol applies it.
+      const bobOn1 = await (await client([r1], bobIdentity)).openVault(b.access());
+      await bobOn1.set('k', 'bob after removal');
+      await bobOn1.set('other', 'bob after removal');
+      await c.sync();
+      t.is(await c.get('other'), 'bob after removal');
+      // Alice, who never saw those writes, removes bob on replica 0.
+      const aliceOn0 = await (await client([r0], aliceIdentity)).openVault(a.access());
+      await aliceOn0.removeMember(bob.deviceId);
+      const seen = changes.length;
+      await c.sync();
+      t.is(await c.get('k'), 'bob while a member');
+      t.is(await c.get('other'), undefined);
+      t.is(await c.get('stable'), 'untouched');
+      // Told that k and other changed (other is gone), not the replay of stable; each voided write reported once.
+      t.deepEqual([...new Set(changes.slice(seen))].sort(), ['k', 'other']);
+      t.is(changes.slice(seen).length, 2);
+      t.deepEqual(rejections.sort(), [...new Set(rejections)].sort());
+      t.is(rejections.length, 2);
+    } finally {
+      stop();
     }
   });
 });
