@@ -60,7 +60,11 @@ export async function startServerProcess(dataDir: string, args: readonly string[
   );
   const url = await new Promise<string>((resolve, reject) => {
     let stdout = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start in 20 s:\n${stderr}`)), 20_000);
+    // A server that did not start in time is killed, not left running behind the failed test.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start in 20 s:\n${stderr}`));
+    }, 20_000);
     child.stdout!.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
       const match = /^e2ekv-server listening on (https?:\/\/\S+)$/m.exec(stdout);
