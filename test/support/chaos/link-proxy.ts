@@ -77,10 +77,12 @@ function endpoint(url: string): { host: string; port: number } {
  * queued, a chunk goes out at once (a healthy link adds no timer per chunk).
  */
 class Conveyor {
-  #last = 0;
-  #pending = 0;
+  // Chunks waiting, in the order pushed, each with the time it is due. One timer,
+  // for the head only: timers of different lengths that fall due in the same
+  // millisecond may fire in either order, which would reorder the stream.
+  readonly #queue: { chunk: Buffer; at: number }[] = [];
+  #timer: NodeJS.Timeout | undefined;
   #ending: (() => void) | undefined;
-  readonly #timers = new Set<NodeJS.Timeout>();
   readonly #deliver: (chunk: Buffer) => void;
   readonly #delay: () => number;
   readonly #onDelayed: () => void;
@@ -93,34 +95,40 @@ class Conveyor {
 
   push(chunk: Buffer): void {
     const wait = this.#delay();
-    const now = Date.now();
-    if (wait <= 0 && this.#pending === 0) {
+    if (wait <= 0 && this.#queue.length === 0) {
       this.#deliver(chunk);
       return;
     }
     this.#onDelayed();
-    const at = Math.max(this.#last, now + wait);
-    this.#last = at;
-    this.#pending++;
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      this.#pending--;
-      this.#deliver(chunk);
-      if (this.#pending === 0) this.#ending?.();
-    }, at - now);
-    this.#timers.add(timer);
+    this.#queue.push({ chunk, at: Date.now() + Math.max(0, wait) });
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    const head = this.#queue[0];
+    if (this.#timer !== undefined || head === undefined) return;
+    this.#timer = setTimeout(() => this.#flush(), Math.max(0, head.at - Date.now()));
+  }
+
+  // Delivers every chunk that is due, in order: one behind a later-due chunk waits for it.
+  #flush(): void {
+    this.#timer = undefined;
+    const now = Date.now();
+    while (this.#queue.length > 0 && this.#queue[0]!.at <= now) this.#deliver(this.#queue.shift()!.chunk);
+    if (this.#queue.length === 0) this.#ending?.();
+    else this.#schedule();
   }
 
   /** Calls `done` once everything pushed so far is delivered. */
   end(done: () => void): void {
-    if (this.#pending === 0) done();
+    if (this.#queue.length === 0) done();
     else this.#ending = done;
   }
 
   cancel(): void {
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
-    this.#pending = 0;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#queue.length = 0;
     this.#ending = undefined;
   }
 }
